@@ -1,0 +1,85 @@
+'use strict';
+
+/**
+ * Options of `startCluster()`, with egg-cluster 2.x defaults, validation and error messages.
+ * The parsed object is what the master logs, sends to the agent and app workers as their
+ * argv JSON, and sends with `egg-ready`.
+ */
+
+const os = require('os');
+const fs = require('fs');
+const path = require('path');
+const assert = require('assert');
+const { getFrameworkPath } = require('egg-utils');
+
+const DEBUG_ARGV = [ '--debug', '--inspect' ];
+
+function parseOptions(input) {
+  input = input || {};
+  const options = {
+    framework: '',
+    baseDir: process.cwd(),
+    port: input.https ? 8443 : null,
+    reusePort: false,
+    workers: null,
+    plugins: null,
+    https: false,
+    startMode: 'process',
+    ports: [],
+    env: null,
+  };
+  // a value of null or undefined keeps the default
+  for (const key of Object.keys(input)) {
+    if (input[key] !== null && input[key] !== undefined) options[key] = input[key];
+  }
+
+  if (options.startMode === 'worker_threads') {
+    const err = new Error('[master] startMode "worker_threads" is not supported by egg-cluster-rs, ' +
+      'app and agent workers always run as processes; remove `startMode` or set it to "process"');
+    err.name = 'StartModeNotSupportedError';
+    throw err;
+  }
+
+  if (!options.workers) options.workers = os.cpus().length;
+  if (!options.env && process.env.EGG_SERVER_ENV) options.env = process.env.EGG_SERVER_ENV;
+
+  const pkgPath = path.join(options.baseDir, 'package.json');
+  assert(fs.existsSync(pkgPath), `${pkgPath} should exist`);
+
+  // `customEgg` is the old name of `framework`, still honoured when startCluster is called directly
+  options.framework = getFrameworkPath({
+    baseDir: options.baseDir,
+    framework: options.framework || options.customEgg,
+  });
+
+  const framework = require(options.framework);
+  assert(framework.Application, `should define Application in ${options.framework}`);
+  assert(framework.Agent, `should define Agent in ${options.framework}`);
+
+  if (options.https) {
+    if (typeof options.https === 'boolean') {
+      // the 1.x shape: `https: true` with top-level key and cert
+      console.warn('[egg-cluster:deprecated] [master] Please use `https: { key, cert, ca }` instead of `https: true`');
+      options.https = { key: options.key, cert: options.cert };
+    }
+    const { key, cert, ca } = options.https;
+    assert(key && fs.existsSync(key), 'options.https.key should exists');
+    assert(cert && fs.existsSync(cert), 'options.https.cert should exists');
+    assert(!ca || fs.existsSync(ca), 'options.https.ca should exists');
+  }
+
+  options.port = parseInt(options.port, 10) || undefined;
+  options.workers = parseInt(options.workers, 10);
+  if (options.require) options.require = [].concat(options.require);
+
+  // deprecation warnings go to stderr, which egg-scripts reads as a failed start
+  if (process.env.NODE_ENV === 'production') process.env.NO_DEPRECATION = '*';
+
+  if (process.execArgv.some(arg => DEBUG_ARGV.some(flag => arg.includes(flag)))) {
+    options.isDebug = true;
+  }
+
+  return options;
+}
+
+module.exports = parseOptions;
