@@ -1,0 +1,135 @@
+'use strict';
+
+const os = require('os');
+const path = require('path');
+const assert = require('assert');
+const mm = require('egg-mock');
+const parseOptions = require('../lib/options');
+const utils = require('./utils');
+
+describe('test/options.test.js', () => {
+  const baseDir = utils.getFilepath('apps/options');
+  const eggPath = path.dirname(require.resolve('egg/package.json'));
+  const key = utils.getFilepath('apps/https-server/server.key');
+  const cert = utils.getFilepath('apps/https-server/server.crt');
+
+  afterEach(mm.restore);
+
+  it('fills egg-cluster defaults', () => {
+    mm(process.env, 'EGG_SERVER_ENV', '');
+    const options = parseOptions({ baseDir });
+    assert.strictEqual(options.framework, eggPath);
+    assert.strictEqual(options.baseDir, baseDir);
+    assert.strictEqual(options.workers, os.cpus().length);
+    assert.strictEqual(options.port, undefined);
+    assert.strictEqual(options.https, false);
+    assert.strictEqual(options.reusePort, false);
+    assert.strictEqual(options.startMode, 'process');
+    assert.deepStrictEqual(options.ports, []);
+    assert.strictEqual(options.plugins, null);
+    assert.strictEqual(options.env, null);
+  });
+
+  it('keeps a default when the option is null or undefined', () => {
+    const options = parseOptions({ baseDir, workers: null, port: undefined, plugins: null });
+    assert.strictEqual(options.workers, os.cpus().length);
+    assert.strictEqual(options.port, undefined);
+    assert.strictEqual(options.plugins, null);
+  });
+
+  it('parses port and workers as integers', () => {
+    const options = parseOptions({ baseDir, port: '7001', workers: '3' });
+    assert.strictEqual(options.port, 7001);
+    assert.strictEqual(options.workers, 3);
+    assert.strictEqual(parseOptions({ baseDir, port: 'abc' }).port, undefined);
+  });
+
+  it('takes env from EGG_SERVER_ENV unless given', () => {
+    mm(process.env, 'EGG_SERVER_ENV', 'prod');
+    assert.strictEqual(parseOptions({ baseDir }).env, 'prod');
+    assert.strictEqual(parseOptions({ baseDir, env: 'local' }).env, 'local');
+  });
+
+  it('turns a single require into an array', () => {
+    assert.deepStrictEqual(parseOptions({ baseDir, require: 'ts-node/register' }).require, [ 'ts-node/register' ]);
+    assert.deepStrictEqual(parseOptions({ baseDir, require: [ 'a', 'b' ] }).require, [ 'a', 'b' ]);
+  });
+
+  it('resolves framework from an absolute path and from customEgg', () => {
+    const framework = utils.getFilepath('framework-without-agent');
+    assert.strictEqual(parseOptions({ baseDir, framework: eggPath }).framework, eggPath);
+    assert.strictEqual(parseOptions({ baseDir, customEgg: eggPath }).framework, eggPath);
+    // framework wins over customEgg
+    assert.throws(() => parseOptions({ baseDir, framework, customEgg: eggPath }), /should define Agent/);
+  });
+
+  it('throws when baseDir has no package.json', () => {
+    const dir = utils.getFilepath('apps/no-such-app');
+    assert.throws(() => parseOptions({ baseDir: dir }), {
+      message: `${path.join(dir, 'package.json')} should exist`,
+    });
+  });
+
+  it('throws when the framework has no Agent', () => {
+    const framework = utils.getFilepath('framework-without-agent');
+    assert.throws(() => parseOptions({ baseDir, framework }), {
+      message: `should define Agent in ${framework}`,
+    });
+  });
+
+  it('throws when the framework cannot be found', () => {
+    assert.throws(() => parseOptions({ baseDir, framework: 'no-such-framework' }), /no-such-framework is not found in/);
+  });
+
+  describe('https', () => {
+    it('defaults the port to 8443', () => {
+      const options = parseOptions({ baseDir, https: { key, cert } });
+      assert.strictEqual(options.port, 8443);
+      assert.deepStrictEqual(options.https, { key, cert });
+    });
+
+    it('keeps an explicit port', () => {
+      assert.strictEqual(parseOptions({ baseDir, port: 7443, https: { key, cert } }).port, 7443);
+    });
+
+    it('converts `https: true` with top-level key and cert, warning once', () => {
+      const warnings = [];
+      mm(console, 'warn', msg => warnings.push(msg));
+      const options = parseOptions({ baseDir, https: true, key, cert });
+      assert.deepStrictEqual(options.https, { key, cert });
+      assert.deepStrictEqual(warnings, [
+        '[egg-cluster:deprecated] [master] Please use `https: { key, cert, ca }` instead of `https: true`',
+      ]);
+    });
+
+    it('throws when key, cert or ca is missing', () => {
+      assert.throws(() => parseOptions({ baseDir, https: { cert } }), { message: 'options.https.key should exists' });
+      assert.throws(() => parseOptions({ baseDir, https: { key, cert: '/no/such/cert' } }),
+        { message: 'options.https.cert should exists' });
+      assert.throws(() => parseOptions({ baseDir, https: { key, cert, ca: '/no/such/ca' } }),
+        { message: 'options.https.ca should exists' });
+    });
+  });
+
+  it('rejects startMode worker_threads with a clear error', () => {
+    assert.throws(() => parseOptions({ baseDir, startMode: 'worker_threads' }), err => {
+      assert.strictEqual(err.name, 'StartModeNotSupportedError');
+      assert.match(err.message, /startMode "worker_threads" is not supported/);
+      return true;
+    });
+  });
+
+  it('marks isDebug when the master runs with --inspect', () => {
+    mm(process, 'execArgv', [ '--inspect=0' ]);
+    assert.strictEqual(parseOptions({ baseDir }).isDebug, true);
+    mm(process, 'execArgv', []);
+    assert.strictEqual(parseOptions({ baseDir }).isDebug, undefined);
+  });
+
+  it('silences deprecations in production', () => {
+    mm(process.env, 'NODE_ENV', 'production');
+    mm(process.env, 'NO_DEPRECATION', '');
+    parseOptions({ baseDir });
+    assert.strictEqual(process.env.NO_DEPRECATION, '*');
+  });
+});

@@ -1,0 +1,35 @@
+'use strict';
+
+const path = require('path');
+const mm = require('egg-mock');
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const FRAMEWORK = path.join(FIXTURES, 'egg');
+
+exports.getFilepath = name => path.join(FIXTURES, name);
+
+/**
+ * Start `test/fixtures/<name>` with egg-mock's cluster mode and our startCluster.
+ * @param {String} name - e.g. 'apps/master-worker-started'
+ * @param {Object} [options] - more startCluster / mm.cluster options
+ * @return {ClusterApplication} a coffee instance: expect / end / ready / close
+ */
+exports.cluster = (name, options) => mm.cluster(Object.assign({
+  baseDir: name,
+  framework: FRAMEWORK,
+  cache: false,
+  coverage: false,
+  opt: { execArgv: [] },
+}, options));
+
+exports.sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+// true while a process with this pid exists
+exports.alive = pid => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
