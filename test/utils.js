@@ -33,3 +33,12 @@ exports.alive = pid => {
     return false;
   }
 };
+
+// resolves once check() is true, polling every 100ms
+exports.waitFor = async (check, timeout = 30000) => {
+  const end = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeout}ms`);
+    await exports.sleep(100);
+  }
+};

@@ -1,0 +1,461 @@
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const assert = require('assert');
+const { once } = require('events');
+const mm = require('egg-mock');
+const request = require('supertest');
+const { cluster, sleep, alive, getFilepath } = require('./utils');
+
+describe('test/master.test.js', () => {
+  let app;
+
+  afterEach(mm.restore);
+
+  describe('start', () => {
+    afterEach(() => app && app.close());
+
+    it('starts in local env and hides the debug-level master lines', async () => {
+      mm.env('local');
+      app = cluster('apps/master-worker-started');
+      await app.expect('code', 0)
+        .expect('stdout', /\[master\] node version v\d+/)
+        .expect('stdout', /\[master\] egg version 9\.9\.9/)
+        .expect('stdout', /\[master\] agent_worker#1:\d+ started \(\d+ms\)/)
+        .expect('stdout', /\[master\] app_worker#1:\d+ listening on {"addressType":4,"address":null,"port":\d+}/)
+        .expect('stdout', /INFO \d+ \[master\] egg started on http:\/\/127\.0\.0\.1:\d+ \(\d+ms\)\n/)
+        .notExpect('stdout', /\[master\] agent_worker#1:\d+ start with clusterPort:\d+/)
+        .notExpect('stdout', /egg start =====/)
+        .end();
+      await request(`http://127.0.0.1:${app.port}`).get('/').expect(200, 'hi egg');
+    });
+
+    it('starts in prod env and prints every master line at INFO', async () => {
+      mm.env('prod');
+      app = cluster('apps/master-worker-started', { workers: 2 });
+      await app.expect('code', 0)
+        .expect('stdout', /\[master\] =================== egg start =====================/)
+        .expect('stdout', /\[master\] start with options:\n{\n {2}"framework": /)
+        .expect('stdout', /\[master\] start with env: isProduction: true, EGG_SERVER_ENV: prod, NODE_ENV: /)
+        .expect('stdout', /\[master\] agent_worker#1:\d+ start with clusterPort:\d+/)
+        .expect('stdout', /\[master\] start appWorker with args \["{\\"framework\\":/)
+        .expect('stdout', /\[master\] app_worker#1:\d+ start, state: none, current workers: \["1"\]/)
+        .expect('stdout', /\[master\] app_worker#2:\d+ start, state: none, current workers: \["1","2"\]/)
+        .expect('stdout', /\[master\] app_worker#\d:\d+ started at \d+, remain 1 \(\d+ms\)/)
+        .expect('stdout', /\[master\] app_worker#\d:\d+ started at \d+, remain 0 \(\d+ms\)/)
+        .expect('stdout', /\[master\] egg started on http:\/\/127\.0\.0\.1:\d+/)
+        .end();
+    });
+
+    it('prints process.env.HOST in the started line', async () => {
+      mm.env('prod');
+      mm(process.env, 'HOST', 'xxx.com');
+      app = cluster('apps/master-worker-started');
+      await app.expect('code', 0).expect('stdout', /egg started on http:\/\/xxx\.com:\d+/).end();
+    });
+
+    it('ignores HOST=0.0.0.0 in the started line', async () => {
+      mm.env('prod');
+      mm(process.env, 'HOST', '0.0.0.0');
+      app = cluster('apps/master-worker-started');
+      await app.expect('code', 0).expect('stdout', /egg started on http:\/\/127\.0\.0\.1:\d+/).end();
+    });
+
+    it('loads options.require in the agent and in app workers', async () => {
+      app = cluster('apps/options-require', { require: getFilepath('apps/options-require/inject.js') });
+      await app.expect('code', 0)
+        .expect('stdout', /### inject application/)
+        .expect('stdout', /### inject agent/)
+        .end();
+    });
+
+    it('serves https from config.cluster.https', async () => {
+      app = cluster('apps/https-server');
+      await app.expect('code', 0).expect('stdout', /egg started on https:\/\/127\.0\.0\.1:\d+/).end();
+      const res = await fetchInsecure(`https://127.0.0.1:${app.port}/`);
+      assert.strictEqual(res, 'done');
+    });
+  });
+
+  describe('close', () => {
+    afterEach(() => app.close());
+
+    it('closes app workers then the agent on SIGTERM, and exits 0', async () => {
+      mm.env('local');
+      mm(process.env, 'EGG_APP_WORKER_LOGGER_LEVEL', 'INFO');
+      mm(process.env, 'EGG_AGENT_WORKER_LOGGER_LEVEL', 'INFO');
+      mm(process.env, 'EGG_MASTER_LOGGER_LEVEL', 'DEBUG');
+      app = cluster('apps/master-worker-started');
+      await app.expect('code', 0).end();
+
+      app.proc.kill('SIGTERM');
+      const [ code ] = await once(app.proc, 'exit');
+      await sleep(500);
+      assert.strictEqual(code, 0);
+      const { stdout, stderr } = app;
+      assert.match(stdout, /INFO \d+ \[master\] master is killed by signal SIGTERM, closing/);
+      assert.match(stdout, /\[master\] system memory: total \d+, free \d+/);
+      assert.match(stdout, /\[master\] process info: heap_limit \d+, heap_used \d+/);
+      assert.match(stdout, /INFO \d+ \[master\] send kill SIGTERM to app workers, will exit with code:0 after 5000ms/);
+      assert.match(stdout, /INFO \d+ \[master\] send kill SIGTERM to agent worker, will exit with code:0 after 5000ms/);
+      assert.match(stdout, /INFO \d+ \[master\] wait 5000ms/);
+      assert.match(stdout, /DEBUG \d+ \[master\] kill agent worker with signal SIGTERM/);
+      assert.match(stdout, /DEBUG \d+ \[master\] close done, exiting with code:0/);
+      assert.match(stdout, /INFO \d+ \[master\] exit with code:0/);
+      assert.match(stdout, /INFO \d+ \[app_worker\] receive signal SIGTERM, exiting with code:0/);
+      assert.match(stdout, /INFO \d+ \[app_worker\] exit with code:0/);
+      assert.match(stdout, /INFO \d+ \[agent_worker\] receive signal SIGTERM, exiting with code:0/);
+      assert.match(stdout, /INFO \d+ \[agent_worker\] exit with code:0/);
+      assert.doesNotMatch(stderr, /receive disconnect event/);
+      assert.doesNotMatch(stderr, /AppWorkerDiedError|AgentWorkerDiedError/);
+      // app workers are closed before the agent
+      assert(stdout.indexOf('[app_worker] exit with code:0') < stdout.indexOf('[agent_worker] receive signal SIGTERM'));
+    });
+
+    [ 'SIGINT', 'SIGQUIT' ].forEach(signal => {
+      it(`closes on ${signal}`, async () => {
+        app = cluster('apps/master-worker-started');
+        await app.expect('code', 0).end();
+        app.proc.kill(signal);
+        const [ code ] = await once(app.proc, 'exit');
+        assert.strictEqual(code, 0);
+        assert.match(app.stdout, new RegExp(`\\[master\\] master is killed by signal ${signal}, closing`));
+        assert.match(app.stdout, /\[master\] exit with code:0/);
+      });
+    });
+
+    it('takes the close timeout from EGG_MASTER_CLOSE_TIMEOUT', async () => {
+      mm(process.env, 'EGG_MASTER_CLOSE_TIMEOUT', 1000);
+      app = cluster('apps/master-worker-started');
+      await app.expect('code', 0).end();
+      app.proc.kill('SIGTERM');
+      await once(app.proc, 'exit');
+      assert.match(app.stdout, /INFO \d+ \[master\] wait 1000ms/);
+      assert.match(app.stdout, /INFO \d+ \[master\] exit with code:0/);
+    });
+
+    it('gives app workers EGG_APP_CLOSE_TIMEOUT, then the agent EGG_AGENT_CLOSE_TIMEOUT', async () => {
+      mm(process.env, 'EGG_APP_CLOSE_TIMEOUT', 1000);
+      mm(process.env, 'EGG_AGENT_CLOSE_TIMEOUT', 1500);
+      app = cluster('apps/worker-close-timeout');
+      await app.expect('code', 0).end();
+      app.proc.kill('SIGTERM');
+      const [ code ] = await once(app.proc, 'exit');
+      assert.strictEqual(code, 0);
+      const appClose = Number(app.stdout.match(/app worker start close: (\d+)/)[1]);
+      const agentClose = Number(app.stdout.match(/agent worker start close: (\d+)/)[1]);
+      assert(agentClose - appClose >= 1000, `agent closed ${agentClose - appClose}ms after the app workers`);
+      assert.match(app.stdout, /\[master\] wait 1000ms/);
+      assert.match(app.stdout, /\[master\] wait 1500ms/);
+      assert.doesNotMatch(app.stdout, /never called after timeout/);
+    });
+
+    it('terminates the processes app workers started', async () => {
+      app = cluster('apps/sub-process');
+      await app.expect('code', 0).end();
+      await sleep(1000);
+      app.proc.kill('SIGTERM');
+      await once(app.proc, 'exit');
+      await sleep(500);
+      const pid1 = app.stdout.match(/worker1 \[(\d+)\] started/)[1];
+      const pid2 = app.stdout.match(/worker2 \[(\d+)\] started/)[1];
+      assert.match(app.stdout, /worker1 on sigterm and exit/);
+      assert.match(app.stdout, /worker2 on sigterm and exit/);
+      assert(!alive(pid1) && !alive(pid2));
+    });
+
+    it('kills the processes that ignore SIGTERM after the timeout', async () => {
+      mm(process.env, 'SUB_PROCESS_MODE', 'stubborn');
+      mm(process.env, 'EGG_APP_CLOSE_TIMEOUT', 1000);
+      app = cluster('apps/sub-process');
+      await app.expect('code', 0).end();
+      await sleep(1000);
+      app.proc.kill('SIGTERM');
+      await once(app.proc, 'exit');
+      await sleep(500);
+      const pid1 = app.stdout.match(/worker1 \[(\d+)\] started/)[1];
+      assert.match(app.stdout, /worker1 on sigterm and not exit/);
+      assert.match(app.stdout, /\[master\] exit with code:0/);
+      assert(!alive(pid1));
+    });
+
+    it('lets the agent and app workers exit by themselves when the master is SIGKILLed', async () => {
+      app = cluster('apps/master-worker-started', { workers: 2 });
+      await app.expect('code', 0).end();
+      app.proc.kill('SIGKILL');
+      await once(app.proc, 'exit');
+      await sleep(3000);
+      assert.doesNotMatch(app.stdout, /\[master\] master is killed by signal/);
+      assert.doesNotMatch(app.stdout, /\[master\] exit with code/);
+      assert.match(app.stderr, /\[app_worker\] receive disconnect event in cluster fork mode, exitedAfterDisconnect:false/);
+      assert.match(app.stderr, /\[agent_worker\] receive disconnect event on child_process fork mode, exiting with code:110/);
+      assert.match(app.stderr, /\[agent_worker\] exit with code:110/);
+    });
+  });
+
+  describe('pidFile', () => {
+    const runDir = getFilepath('apps/master-worker-started/run');
+    const pidFile = path.join(runDir, 'pid');
+
+    beforeEach(() => fs.rmSync(runDir, { force: true, recursive: true }));
+    afterEach(() => app.close());
+
+    it('writes the master pid and removes the file on exit', async () => {
+      app = cluster('apps/master-worker-started', { pidFile });
+      await app.expect('code', 0).end();
+      assert.strictEqual(fs.readFileSync(pidFile, 'utf8'), String(app.proc.pid));
+      app.proc.kill('SIGTERM');
+      await once(app.proc, 'exit');
+      assert(!fs.existsSync(pidFile));
+    });
+
+    it('exits 0 when the pid file is already gone', async () => {
+      app = cluster('apps/master-worker-started', { pidFile });
+      await app.expect('code', 0).end();
+      fs.unlinkSync(pidFile);
+      app.proc.kill('SIGTERM');
+      const [ code ] = await once(app.proc, 'exit');
+      assert.strictEqual(code, 0);
+      assert.doesNotMatch(app.stderr, /delete pidfile/);
+    });
+  });
+
+  describe('messenger', () => {
+    afterEach(() => app.close());
+
+    it('routes parent → app and parent → agent', async () => {
+      app = cluster('apps/messenger');
+      await app.end();
+      app.proc.send({ action: 'parent2app', data: 'parent -> app', to: 'app' });
+      app.proc.send({ action: 'parent2agent', data: 'parent -> agent', to: 'agent' });
+      await sleep(1000);
+      assert.match(app.stdout, /app: parent -> app/);
+      assert.match(app.stdout, /agent: parent -> agent/);
+    });
+
+    it('routes app → parent and agent → parent', async () => {
+      app = cluster('apps/messenger');
+      const received = new Set();
+      setImmediate(() => app.proc.on('message', msg => {
+        if (msg && msg.to === 'parent') received.add(`${msg.from}:${msg.action}`);
+      }));
+      await app.end();
+      await sleep(1000);
+      assert(received.has('app:app2parent'), [ ...received ].join());
+      assert(received.has('agent:agent2parent'), [ ...received ].join());
+    });
+
+    it('routes app ↔ agent, bare strings and sendTo by pid', async () => {
+      app = cluster('apps/messenger');
+      await app.end();
+      await sleep(2000);
+      assert.match(app.stdout, /agent: app -> agent/);
+      assert.match(app.stdout, /app: agent -> app/);
+      assert.match(app.stdout, /app: agent2appbystring/);
+      assert.match(app.stdout, /agent: app2agentbystring/);
+      assert.match(app.stdout, /app sendTo app done: from app/);
+      assert.match(app.stdout, /app sendTo agent done: from app/);
+      assert.match(app.stdout, /agent sendTo app done: from agent/);
+      assert.match(app.stdout, /agent sendTo agent done: from agent/);
+    });
+
+    it('sends to every app worker', async () => {
+      app = cluster('apps/send-to-multiapp', { workers: 3 });
+      await app.end();
+      await sleep(1000);
+      assert.strictEqual(app.stdout.match(/\d+ got/g).length, 3);
+    });
+  });
+
+  describe('egg-ready', () => {
+    let readyMsg;
+
+    before(() => {
+      mm.env('default');
+      app = cluster('apps/egg-ready');
+      setImmediate(() => app.proc.on('message', msg => {
+        if (msg && msg.action === 'egg-ready') readyMsg = msg;
+      }));
+      return app.ready();
+    });
+    after(() => app.close());
+
+    it('tells the parent the port, address and protocol', async () => {
+      await sleep(1000);
+      assert.strictEqual(readyMsg.to, 'parent');
+      assert.deepStrictEqual(readyMsg.data, {
+        port: app.port,
+        address: `http://127.0.0.1:${app.port}`,
+        protocol: 'http',
+      });
+    });
+
+    it('gives the options to the agent and app workers', () => {
+      assert.match(app.stdout, /agent receive egg-ready, with 1 workers/);
+      assert.match(app.stdout, /app receive egg-ready, worker 1/);
+      assert.match(app.stdout, /app egg-ready options: workers=1, clusterPort=\d+/);
+    });
+
+    it('sends egg-ready to a reforked app worker', async () => {
+      await request(`http://127.0.0.1:${app.port}`).get('/exception-app').expect(200);
+      await sleep(5000);
+      assert.match(app.stdout, /app receive egg-ready, worker 2/);
+    });
+
+    it('sends egg-ready to a reforked agent', async () => {
+      await request(`http://127.0.0.1:${app.port}`).get('/exception-agent').expect(200);
+      await sleep(5000);
+      assert.strictEqual(app.stdout.match(/agent receive egg-ready/g).length, 2);
+    });
+  });
+
+  describe('egg-pids', () => {
+    afterEach(() => app.close());
+
+    it('tells the agent the listening app workers, after every change', async () => {
+      mm.env('default');
+      app = cluster('apps/pid', { workers: 2 });
+      await app.ready();
+      await sleep(500);
+      assert.match(app.stdout, /#1 agent get 1 workers \[\d+\]/);
+      assert.match(app.stdout, /#2 agent get 2 workers \[\d+,\d+\]/);
+
+      await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
+      await sleep(6000);
+      assert.match(app.stdout, /#3 agent get 1 workers \[\d+\]/);
+      assert.match(app.stdout, /#4 agent get 2 workers \[\d+,\d+\]/);
+    });
+
+    it('tells app workers the agent pid, and [] while a new agent starts', async () => {
+      mm.env('default');
+      app = cluster('apps/pid');
+      await app.ready();
+      app.proc.send({ to: 'agent', action: 'kill-agent' });
+      await sleep(6000);
+      assert.match(app.stdout, /#1 app get 1 workers \[\d+\]/);
+      assert.match(app.stdout, /#2 app get 0 workers \[\]/);
+      assert.match(app.stdout, /#3 app get 1 workers \[\d+\]/);
+      // the new agent hears of the app worker straight away
+      assert.match(app.stdout, /#1 agent get 1 workers \[\d+\][\s\S]+#1 agent get 1 workers \[\d+\]/);
+    });
+  });
+
+  describe('debug', () => {
+    afterEach(() => app.close());
+
+    it('gives the agent port 5800 and app workers the ports after the master\'s', async () => {
+      const debugMessages = [];
+      app = cluster('apps/debug-port', { workers: 2, opt: { execArgv: [ '--inspect=9000' ] } });
+      setImmediate(() => app.proc.on('message', msg => {
+        if (msg && msg.action === 'debug') debugMessages.push(msg);
+      }));
+      await app.expect('code', 0)
+        .expect('stderr', /Debugger listening on .*:9000/)
+        .expect('stderr', /Debugger listening on .*:5800/)
+        .expect('stderr', /Debugger listening on .*:9001/)
+        .expect('stderr', /Debugger listening on .*:9002/)
+        .expect('stdout', /debug port of agent is 5800/)
+        .expect('stdout', /debug port of app is 9001/)
+        .expect('stdout', /debug port of app is 9002/)
+        .end();
+      const agent = debugMessages.filter(msg => msg.from === 'agent').map(msg => msg.data.debugPort);
+      const apps = debugMessages.filter(msg => msg.from === 'app').map(msg => msg.data.debugPort);
+      assert.deepStrictEqual(agent, [ 5800 ]);
+      assert.deepStrictEqual(apps, [ 9001, 9002 ]);
+      assert(debugMessages.every(msg => msg.to === 'parent' && msg.data.pid > 0));
+    });
+
+    it('sends no debug message without --inspect', async () => {
+      let debugMessage = false;
+      app = cluster('apps/egg-ready');
+      setImmediate(() => app.proc.on('message', msg => {
+        if (msg && msg.action === 'debug') debugMessage = true;
+      }));
+      await app.expect('code', 0).end();
+      assert.strictEqual(debugMessage, false);
+    });
+
+    it('closes the cluster when the debugger kills an app worker', async () => {
+      let workerPid;
+      app = cluster('apps/egg-ready', { opt: { execArgv: [ '--inspect=9100' ] } });
+      setImmediate(() => app.proc.on('message', msg => {
+        if (msg && msg.action === 'debug' && msg.from === 'app') workerPid = msg.data.pid;
+        if (msg && msg.action === 'egg-ready') process.kill(workerPid, 'SIGKILL');
+      }));
+      await app.end();
+      const [ code ] = await once(app.proc, 'exit');
+      assert.strictEqual(code, 0);
+      assert.match(app.stderr, /\[master\] app_worker#1:\d+ died \(code: .*, signal: SIGKILL/);
+      assert.match(app.stderr, /\[master\] worker kill by debugger, exiting\.\.\./);
+      assert.doesNotMatch(app.stderr, /AppWorkerDiedError/);
+      assert.match(app.stdout, /\[master\] exit with code:0/);
+    });
+  });
+
+  describe('reload-worker', () => {
+    before(() => {
+      app = cluster('apps/reload-worker', { workers: 2 });
+      return app.ready();
+    });
+    after(() => app.close());
+
+    it('replaces every app worker', async () => {
+      app.proc.send({ to: 'master', action: 'reload-worker' });
+      await sleep(8000);
+      assert.match(app.stdout, /\[master\] app_worker#1:\d+ disconnect/);
+      assert.match(app.stdout, /\[master\] app_worker#2:\d+ disconnect/);
+      assert.match(app.stdout, /\[master\] app_worker#4:\d+ started at/);
+      assert.doesNotMatch(app.stderr, /AppWorkerDiedError/);
+      await request(`http://127.0.0.1:${app.port}`).get('/').expect(200, /worker [34]/);
+    });
+  });
+
+  describe('sticky', () => {
+    before(() => {
+      app = cluster('apps/sticky', { sticky: true, workers: 2 });
+      return app.ready();
+    });
+    after(() => app.close());
+
+    it('accepts on the app port and serves from the sticky worker port', async () => {
+      assert.match(app.stdout, /egg started on http:\/\/127\.0\.0\.1:\d+ \(\d+ms\) with STICKY MODE!/);
+      const first = await request(`http://127.0.0.1:${app.port}`).get('/').expect(200);
+      const second = await request(`http://127.0.0.1:${app.port}`).get('/').expect(200);
+      assert.strictEqual(first.text, second.text);
+    });
+  });
+
+  describe('health check', () => {
+    afterEach(() => app.close());
+
+    it('exits 1 in production when no agent has started for three checks', async function() {
+      this.timeout(90000);
+      mm.env('prod');
+      const baseDir = getFilepath('apps/check-status');
+      fs.rmSync(path.join(baseDir, 'logs/started'), { force: true });
+      app = cluster('apps/check-status');
+      await app.ready();
+      fs.mkdirSync(path.join(baseDir, 'logs'), { recursive: true });
+      fs.writeFileSync(path.join(baseDir, 'logs/started'), '');
+      app.proc.send({ to: 'agent', action: 'kill' });
+      const [ code ] = await once(app.proc, 'exit');
+      fs.rmSync(path.join(baseDir, 'logs/started'), { force: true });
+      assert.strictEqual(code, 1);
+      assert(app.stderr.includes('nodejs.ClusterWorkerExceptionError: [master] 0 agent and 1 worker(s) alive, exit to avoid unknown state'));
+      assert(app.stderr.includes('[master] exit with code:1'));
+    });
+  });
+});
+
+// GET over https with the fixture's self-signed certificate
+function fetchInsecure(url) {
+  return new Promise((resolve, reject) => {
+    require('https').get(url, { rejectUnauthorized: false }, res => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', chunk => { body += chunk; });
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
