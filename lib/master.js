@@ -333,6 +333,7 @@ class Master extends EventEmitter {
   // ---------------------------------------------------------------- app workers
 
   forkAppWorkers() {
+    if (this.closed) return;
     const count = this.options.workers;
     this.appStartTime = Date.now();
     this.startSuccessCount = 0;
@@ -477,7 +478,7 @@ class Master extends EventEmitter {
     this.logger.info('[master] app_worker#%s:%s disconnect, suicide: %s, state: %s, current workers: %j',
       worker.id, worker.pid, worker.exitedAfterDisconnect, worker.state, this.clusterWorkerIds());
 
-    if (worker.killSignal) this.pool.kill(worker.id, worker.killSignal);
+    if (worker.killSignal) this.signalAppWorker(worker, worker.killSignal);
   }
 
   onAppProcessExit(info, code, signal) {
@@ -638,7 +639,12 @@ class Master extends EventEmitter {
         connection.destroy();
         return;
       }
-      this.pool.sendToWorker(worker.id, 'sticky-session:connection', connection);
+      try {
+        this.pool.sendToWorker(worker.id, 'sticky-session:connection', connection);
+      } catch (err) {
+        this.logger.error(err);
+        connection.destroy();
+      }
     });
     this.stickyServer.once('error', callback);
     this.stickyServer.listen(this.realPort, () => {
@@ -677,7 +683,7 @@ class Master extends EventEmitter {
     const done = () => {
       if (first) {
         this.killAppWorker(first, 'SIGTERM');
-        setTimeout(() => this.pool.kill(first.id, 'SIGTERM'), 100);
+        setTimeout(() => this.signalAppWorker(first, 'SIGTERM'), 100);
       }
       this.reloading = false;
       if (this.reloadPending) {
@@ -698,11 +704,24 @@ class Master extends EventEmitter {
   killAppWorker(worker, signal) {
     worker.exitedAfterDisconnect = true;
     if (worker.state === 'disconnected' || worker.isDead) {
-      this.pool.kill(worker.id, signal);
+      this.signalAppWorker(worker, signal);
       return;
     }
     worker.killSignal = signal;
-    this.pool.disconnect(worker.id);
+    try {
+      this.pool.disconnect(worker.id);
+    } catch (err) {
+      this.logger.error(err);
+    }
+  }
+
+  signalAppWorker(worker, signal) {
+    if (worker.isDead) return;
+    try {
+      this.pool.kill(worker.id, signal);
+    } catch (err) {
+      this.logger.error(err);
+    }
   }
 
   // ---------------------------------------------------------------- close and exit
