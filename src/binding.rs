@@ -1,0 +1,418 @@
+//! The only module that knows napi: converts JS arguments, forwards to the
+//! core, and carries every core event to JavaScript through one
+//! ThreadsafeFunction, in batches. No panic crosses this boundary: every
+//! entry point returns a `napi::Result` and the core never panics on input.
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::CoreError;
+use crate::listen::Policy;
+use crate::router::Sender;
+use crate::supervisor::{Config, Core, Event, SpawnSpec, WorkerKind};
+use crate::sys;
+
+fn to_napi(e: CoreError) -> Error {
+  Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+}
+
+/// Options of a `NativeCluster`.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeClusterOptions {
+  /// Longest line accepted from a worker, in bytes (default 64 MiB).
+  pub max_line_bytes: Option<f64>,
+  /// Bytes that may wait in one worker's outbound queue (default 256 MiB).
+  pub queue_bytes: Option<f64>,
+  /// Milliseconds a sender waits for room in a full queue before the message
+  /// is dropped and counted (default 10000).
+  pub stall_timeout_ms: Option<f64>,
+  /// `'rr'` (default), `'none'` or `'reuseport'`.
+  pub scheduling_policy: Option<String>,
+  /// Signal children get when the master dies (default `'SIGKILL'`; `''` for none).
+  pub death_signal: Option<String>,
+}
+
+/// What to spawn.
+#[napi(object)]
+pub struct NativeSpawnOptions {
+  /// `'agent'` or `'app'`.
+  pub kind: String,
+  /// The program, normally `process.execPath`.
+  pub exec: String,
+  /// Arguments after the program: execArgv, the script, its arguments.
+  pub args: Vec<String>,
+  /// The complete environment of the child.
+  pub env: Vec<Vec<String>>,
+  pub cwd: Option<String>,
+}
+
+/// A spawned worker.
+#[napi(object)]
+pub struct NativeWorkerRef {
+  pub id: u32,
+  pub pid: u32,
+}
+
+/// A worker as the core sees it now.
+#[napi(object)]
+pub struct NativeWorkerInfo {
+  pub id: u32,
+  pub pid: u32,
+  /// `'agent'` or `'app'`.
+  pub kind: String,
+  /// `'starting'`, `'online'`, `'listening'`, `'disconnected'` or `'dead'`.
+  pub state: String,
+  pub exited_after_disconnect: bool,
+  /// Messages dropped because the worker's queue stayed full.
+  pub dropped_messages: f64,
+  /// Bytes waiting in the worker's outbound queue.
+  pub queued_bytes: f64,
+}
+
+/// One event from the core. `kind` says which fields are set.
+#[napi(object)]
+pub struct NativeEvent {
+  /// `'fork'`, `'online'`, `'listening'`, `'message'`, `'disconnect'`, `'exit'` or `'error'`.
+  pub kind: String,
+  pub id: Option<u32>,
+  pub pid: Option<u32>,
+  /// The worker's kind (`'agent'`/`'app'`), or the sender for messages.
+  pub worker: Option<String>,
+  /// JSON text: the routed envelope (`message`) or Node's listening message.
+  pub data: Option<String>,
+  /// For `message`: `'master'` or `'parent'`.
+  pub to: Option<String>,
+  pub code: Option<i32>,
+  pub signal: Option<String>,
+  pub exited_after_disconnect: Option<bool>,
+  /// For `error`: a stable code such as `ERR_BAD_MESSAGE`.
+  pub error_code: Option<String>,
+  pub message: Option<String>,
+}
+
+impl NativeEvent {
+  fn new(kind: &str) -> Self {
+    NativeEvent {
+      kind: kind.to_owned(),
+      id: None,
+      pid: None,
+      worker: None,
+      data: None,
+      to: None,
+      code: None,
+      signal: None,
+      exited_after_disconnect: None,
+      error_code: None,
+      message: None,
+    }
+  }
+
+  fn from_core(e: Event) -> Self {
+    match e {
+      Event::Fork { id, pid, kind } => NativeEvent::worker("fork", id, pid, kind),
+      Event::Online { id, pid, kind } => NativeEvent::worker("online", id, pid, kind),
+      Event::Disconnect { id, pid, kind } => NativeEvent::worker("disconnect", id, pid, kind),
+      Event::Listening {
+        id,
+        pid,
+        kind,
+        message,
+      } => NativeEvent {
+        data: Some(message),
+        ..NativeEvent::worker("listening", id, pid, kind)
+      },
+      Event::Message {
+        to,
+        from_id,
+        from_pid,
+        from,
+        line,
+      } => NativeEvent {
+        id: Some(from_id),
+        pid: Some(from_pid),
+        worker: Some(from.to_owned()),
+        to: Some(to.to_owned()),
+        data: Some(line),
+        ..NativeEvent::new("message")
+      },
+      Event::Exit {
+        id,
+        pid,
+        kind,
+        code,
+        signal,
+        exited_after_disconnect,
+      } => NativeEvent {
+        code,
+        signal,
+        exited_after_disconnect: Some(exited_after_disconnect),
+        ..NativeEvent::worker("exit", id, pid, kind)
+      },
+      Event::Error {
+        id,
+        pid,
+        code,
+        message,
+      } => NativeEvent {
+        id,
+        pid,
+        error_code: Some(code.to_owned()),
+        message: Some(message),
+        ..NativeEvent::new("error")
+      },
+    }
+  }
+
+  fn worker(kind: &str, id: u32, pid: u32, worker: WorkerKind) -> Self {
+    NativeEvent {
+      id: Some(id),
+      pid: Some(pid),
+      worker: Some(worker.as_str().to_owned()),
+      ..NativeEvent::new(kind)
+    }
+  }
+}
+
+const MAX_BATCH: usize = 512;
+const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
+/// The native cluster core: forks and supervises Node children, speaks Node's
+/// IPC protocol with them and routes egg messages. Events reach `onEvents`
+/// in batches.
+#[napi]
+pub struct NativeCluster {
+  core: Option<Core>,
+}
+
+#[napi]
+impl NativeCluster {
+  /// Starts a core. `onEvents` receives arrays of events; it does not keep
+  /// the process alive (call `ref()` style keeping is the caller's job).
+  #[napi(constructor)]
+  pub fn new(
+    options: Option<NativeClusterOptions>,
+    on_events: ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false, true>,
+  ) -> Result<Self> {
+    let options = options.unwrap_or_default();
+    let mut config = Config::default();
+    if let Some(v) = options.max_line_bytes {
+      if !(v >= 1.0) {
+        return Err(Error::new(
+          Status::InvalidArg,
+          "maxLineBytes must be a positive number",
+        ));
+      }
+      config.max_line_bytes = v as usize;
+    }
+    if let Some(v) = options.queue_bytes {
+      if !(v >= 1.0) {
+        return Err(Error::new(
+          Status::InvalidArg,
+          "queueBytes must be a positive number",
+        ));
+      }
+      config.queue_bytes = v as usize;
+    }
+    if let Some(v) = options.stall_timeout_ms {
+      if !(v >= 0.0) {
+        return Err(Error::new(
+          Status::InvalidArg,
+          "stallTimeoutMs must be >= 0",
+        ));
+      }
+      config.stall_timeout = Duration::from_millis(v as u64);
+    }
+    if let Some(p) = options.scheduling_policy.as_deref() {
+      config.policy = Policy::parse(p).ok_or_else(|| {
+        Error::new(
+          Status::InvalidArg,
+          format!("schedulingPolicy must be 'rr', 'none' or 'reuseport', got {p:?}"),
+        )
+      })?;
+    }
+    if let Some(s) = options.death_signal.as_deref() {
+      config.death_signal = if s.is_empty() {
+        0
+      } else {
+        sys::signal_from_name(s)
+          .ok_or_else(|| Error::new(Status::InvalidArg, format!("unknown signal {s:?}")))?
+      };
+    }
+    let (core, mut events) = Core::new(config).map_err(to_napi)?;
+    let on_events = Arc::new(on_events);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    core.handle().spawn(async move {
+      let mut batch = Vec::with_capacity(64);
+      while let Some(first) = events.recv().await {
+        batch.push(NativeEvent::from_core(first));
+        while batch.len() < MAX_BATCH {
+          match events.try_recv() {
+            Ok(e) => batch.push(NativeEvent::from_core(e)),
+            Err(_) => break,
+          }
+        }
+        while in_flight.load(Ordering::Acquire) >= MAX_BATCHES_IN_FLIGHT {
+          let _ = tokio::time::timeout(Duration::from_millis(5), done.notified()).await;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let counter = in_flight.clone();
+        let notify = done.clone();
+        let status = on_events.call_with_return_value(
+          std::mem::take(&mut batch),
+          ThreadsafeFunctionCallMode::NonBlocking,
+          move |_ret: Result<()>, _env| {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            notify.notify_one();
+            Ok(())
+          },
+        );
+        if status != Status::Ok {
+          in_flight.fetch_sub(1, Ordering::AcqRel);
+          if status == Status::Closing {
+            return;
+          }
+        }
+      }
+    });
+    Ok(NativeCluster { core: Some(core) })
+  }
+
+  fn core(&self) -> Result<&Core> {
+    self.core.as_ref().ok_or_else(|| to_napi(CoreError::Closed))
+  }
+
+  /// Forks a child with a Node IPC channel; app workers are cluster workers.
+  #[napi]
+  pub fn spawn(&self, options: NativeSpawnOptions) -> Result<NativeWorkerRef> {
+    let kind = match options.kind.as_str() {
+      "agent" => WorkerKind::Agent,
+      "app" => WorkerKind::App,
+      other => {
+        return Err(Error::new(
+          Status::InvalidArg,
+          format!("kind must be 'agent' or 'app', got {other:?}"),
+        ))
+      }
+    };
+    let mut env = Vec::with_capacity(options.env.len());
+    for pair in options.env {
+      let mut it = pair.into_iter();
+      if let (Some(k), Some(v)) = (it.next(), it.next()) {
+        env.push((k, v));
+      }
+    }
+    let (id, pid) = self
+      .core()?
+      .spawn(SpawnSpec {
+        kind,
+        exec: options.exec,
+        args: options.args,
+        env,
+        cwd: options.cwd,
+      })
+      .map_err(to_napi)?;
+    Ok(NativeWorkerRef { id, pid })
+  }
+
+  /// Routes an egg envelope (JSON text) sent by `from` (`'master'` or `'parent'`).
+  #[napi]
+  pub fn route(&self, from: String, json: String) -> Result<()> {
+    let sender = match Sender::parse(&from) {
+      Some(s @ (Sender::Master | Sender::Parent)) => s,
+      _ => {
+        return Err(Error::new(
+          Status::InvalidArg,
+          format!("from must be 'master' or 'parent', got {from:?}"),
+        ))
+      }
+    };
+    self
+      .core()?
+      .route(sender, json.into_bytes())
+      .map_err(to_napi)
+  }
+
+  /// Sends JSON text to one worker as is (no routing). Returns false when the
+  /// message was dropped (queue full or worker gone).
+  #[napi]
+  pub fn send_raw(&self, pid: u32, json: String) -> Result<bool> {
+    let pushed = self
+      .core()?
+      .send_raw(pid, json.into_bytes())
+      .map_err(to_napi)?;
+    Ok(pushed == crate::supervisor::Pushed::Queued)
+  }
+
+  /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
+  #[napi]
+  pub fn disconnect(&self, pid: u32) -> Result<()> {
+    self.core()?.disconnect(pid).map_err(to_napi)
+  }
+
+  /// Sends a signal (name, default SIGTERM) to a worker. False if it is gone.
+  #[napi]
+  pub fn kill(&self, pid: u32, signal: Option<String>) -> Result<bool> {
+    let name = signal.unwrap_or_else(|| "SIGTERM".to_owned());
+    let sig = sys::signal_from_name(&name)
+      .ok_or_else(|| Error::new(Status::InvalidArg, format!("unknown signal {name:?}")))?;
+    self.core()?.kill(pid, sig).map_err(to_napi)
+  }
+
+  /// SIGTERM to a worker and its descendants, SIGKILL to what is left after
+  /// `timeoutMs`; resolves once the worker has exited.
+  #[napi]
+  pub async fn terminate(&self, pid: u32, timeout_ms: f64) -> Result<()> {
+    let core = self.core()?;
+    let fut = core
+      .terminate(pid, Duration::from_millis(timeout_ms.max(0.0) as u64))
+      .map_err(to_napi)?;
+    core
+      .handle()
+      .spawn(fut)
+      .await
+      .map_err(|e| Error::new(Status::GenericFailure, format!("terminate failed: {e}")))
+  }
+
+  /// The workers the core knows now.
+  #[napi]
+  pub fn workers(&self) -> Result<Vec<NativeWorkerInfo>> {
+    Ok(
+      self
+        .core()?
+        .workers()
+        .into_iter()
+        .map(|w| NativeWorkerInfo {
+          id: w.id,
+          pid: w.pid,
+          kind: w.kind.as_str().to_owned(),
+          state: w.state.as_str().to_owned(),
+          exited_after_disconnect: w.exited_after_disconnect,
+          dropped_messages: w.dropped_messages as f64,
+          queued_bytes: w.queued_bytes as f64,
+        })
+        .collect(),
+    )
+  }
+
+  /// Kills every child with SIGKILL and stops the core. Idempotent.
+  #[napi]
+  pub fn close(&mut self) {
+    if let Some(core) = self.core.take() {
+      core.close();
+      // Shut the runtime down off the JS thread.
+      std::thread::spawn(move || drop(core));
+    }
+  }
+}
+
+/// The descendants of a process (children, grandchildren, …).
+#[napi]
+pub fn process_descendants(pid: u32) -> Vec<u32> {
+  sys::descendants(pid)
+}

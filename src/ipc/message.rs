@@ -1,0 +1,417 @@
+//! What a line from a worker means: an egg envelope (an object, or a bare
+//! string that egg reads as `{action: s, data: s}`) or one of Node's internal
+//! messages (`{"cmd":"NODE_…"}`). Envelopes are parsed one level deep: every
+//! value stays a borrowed `RawValue`, so `data` is validated but never decoded,
+//! and re-encoding copies its bytes untouched.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A line as the master sees it.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+  /// An egg message (user level).
+  User(Envelope<'a>),
+  /// A Node internal message: its `cmd` and the whole object.
+  Internal {
+    cmd: Cow<'a, str>,
+    object: RawObject<'a>,
+  },
+}
+
+/// Why a line was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MessageError {
+  NotUtf8,
+  NotJson(String),
+  /// Valid JSON but neither an object nor a string (egg cannot route it).
+  NotAnObject(&'static str),
+}
+
+impl fmt::Display for MessageError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      MessageError::NotUtf8 => write!(f, "the line is not valid UTF-8"),
+      MessageError::NotJson(e) => write!(f, "the line is not valid JSON ({e})"),
+      MessageError::NotAnObject(kind) => {
+        write!(f, "a message must be an object or a string, got {kind}")
+      }
+    }
+  }
+}
+
+/// The top-level members of a JSON object, in order, values unparsed.
+#[derive(Debug, Default)]
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+  pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+  }
+
+  /// A member that is a JSON string, decoded.
+  pub fn get_str(&self, key: &str) -> Option<Cow<'a, str>> {
+    let raw = self.get(key)?;
+    raw_as_str(raw)
+  }
+}
+
+/// Decodes a raw JSON string value (None for anything else).
+pub fn raw_as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+  let text = raw.get();
+  if !text.starts_with('"') {
+    return None;
+  }
+  serde_json::from_str::<Cow<'_, str>>(text).ok()
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+  fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    struct KeyVisitor;
+    impl<'de> Visitor<'de> for KeyVisitor {
+      type Value = Key<'de>;
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+      }
+      fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+      }
+      fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+      }
+    }
+    d.deserialize_str(KeyVisitor)
+  }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+  fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    struct ObjVisitor;
+    impl<'de> Visitor<'de> for ObjVisitor {
+      type Value = RawObject<'de>;
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+      }
+      fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(6));
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+          let v: &'de RawValue = map.next_value()?;
+          members.push((k, v));
+        }
+        Ok(RawObject(members))
+      }
+    }
+    d.deserialize_map(ObjVisitor)
+  }
+}
+
+/// An egg message: `{action, data, to, from, receiverPid, …}`.
+#[derive(Debug)]
+pub enum Envelope<'a> {
+  Object(RawObject<'a>),
+  /// A bare string `s`: egg treats it as `{action: s, data: s}`.
+  Str(&'a RawValue),
+}
+
+/// Who a `receiverPid` (or `receiverWorkerId`) names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverPid {
+  Pid(u32),
+  /// Present and truthy but not a pid: matches nobody.
+  Unknown,
+}
+
+impl<'a> Envelope<'a> {
+  pub fn to(&self) -> Option<Cow<'a, str>> {
+    match self {
+      Envelope::Object(o) => o.get_str("to"),
+      Envelope::Str(_) => None,
+    }
+  }
+
+  pub fn action(&self) -> Option<Cow<'a, str>> {
+    match self {
+      Envelope::Object(o) => o.get_str("action"),
+      Envelope::Str(s) => raw_as_str(s),
+    }
+  }
+
+  /// `receiverPid`, or egg 4's `receiverWorkerId`, when truthy in JS terms.
+  pub fn receiver_pid(&self) -> Option<ReceiverPid> {
+    let Envelope::Object(o) = self else {
+      return None;
+    };
+    let raw = o.get("receiverPid").or_else(|| o.get("receiverWorkerId"))?;
+    let text = raw.get();
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let pid = match &value {
+      serde_json::Value::String(s) if s.is_empty() => return None,
+      serde_json::Value::String(s) => s.parse::<u32>().ok(),
+      serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => return None,
+      serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+      serde_json::Value::Null | serde_json::Value::Bool(false) => return None,
+      _ => None,
+    };
+    Some(pid.map_or(ReceiverPid::Unknown, ReceiverPid::Pid))
+  }
+
+  /// The line a receiver gets: the same members with `from` and `to` set,
+  /// in JS property order (existing keys keep their place, new ones are
+  /// appended: `from` first, then `to`), `\n`-terminated.
+  pub fn encode(&self, from: &str, to: &str) -> Vec<u8> {
+    match self {
+      Envelope::Str(s) => {
+        let s = s.get();
+        let mut out = Vec::with_capacity(s.len() * 2 + 48);
+        out.extend_from_slice(b"{\"action\":");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b",\"from\":");
+        push_json_str(&mut out, from);
+        out.extend_from_slice(b",\"to\":");
+        push_json_str(&mut out, to);
+        out.extend_from_slice(b"}\n");
+        out
+      }
+      Envelope::Object(o) => {
+        let size: usize = o.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let mut out = Vec::with_capacity(size + from.len() + to.len() + 24);
+        out.push(b'{');
+        let mut first = true;
+        let mut seen_from = false;
+        let mut seen_to = false;
+        // A duplicated key in JSON keeps its first position and last value in JS.
+        let mut emitted: Vec<&str> = Vec::with_capacity(o.0.len());
+        for (k, _) in &o.0 {
+          if emitted.contains(&k.as_ref()) {
+            continue;
+          }
+          emitted.push(k);
+          if !first {
+            out.push(b',');
+          }
+          first = false;
+          push_json_str(&mut out, k);
+          out.push(b':');
+          match k.as_ref() {
+            "from" => {
+              seen_from = true;
+              push_json_str(&mut out, from);
+            }
+            "to" => {
+              seen_to = true;
+              push_json_str(&mut out, to);
+            }
+            key => {
+              let v = o.get(key).map_or("null", |v| v.get());
+              out.extend_from_slice(v.as_bytes());
+            }
+          }
+        }
+        for (seen, key, value) in [(seen_from, "from", from), (seen_to, "to", to)] {
+          if !seen {
+            if !first {
+              out.push(b',');
+            }
+            first = false;
+            push_json_str(&mut out, key);
+            out.push(b':');
+            push_json_str(&mut out, value);
+          }
+        }
+        out.extend_from_slice(b"}\n");
+        out
+      }
+    }
+  }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+  if s
+    .bytes()
+    .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+  {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+  } else if serde_json::to_writer(&mut *out, s).is_err() {
+    out.extend_from_slice(b"\"\"");
+  }
+}
+
+/// Classifies one line (without its `\n`).
+pub fn parse_line(line: &[u8]) -> Result<Incoming<'_>, MessageError> {
+  let text = std::str::from_utf8(line).map_err(|_| MessageError::NotUtf8)?;
+  let trimmed = text.trim_start_matches([' ', '\t', '\r']);
+  match trimmed.as_bytes().first() {
+    Some(b'{') => {
+      let object: RawObject<'_> =
+        serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+      if let Some(cmd) = object.get_str("cmd") {
+        if cmd.len() > 5 && cmd.starts_with("NODE_") {
+          return Ok(Incoming::Internal { cmd, object });
+        }
+      }
+      Ok(Incoming::User(Envelope::Object(object)))
+    }
+    Some(b'"') => {
+      let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+      Ok(Incoming::User(Envelope::Str(raw)))
+    }
+    _ => {
+      let value: &RawValue =
+        serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+      let kind = match value.get().as_bytes().first() {
+        Some(b'[') => "an array",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+      };
+      Err(MessageError::NotAnObject(kind))
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn user(line: &str) -> Envelope<'_> {
+    match parse_line(line.as_bytes()) {
+      Ok(Incoming::User(e)) => e,
+      other => panic!("expected a user message, got {other:?}"),
+    }
+  }
+
+  #[test]
+  fn an_object_is_a_user_envelope_and_data_is_forwarded_byte_for_byte() {
+    let line = r#"{"action":"hi","data":{"n":1.50,"s":"a\nb\u00e9","buf":null},"to":"agent"}"#;
+    let e = user(line);
+    assert_eq!(e.action().as_deref(), Some("hi"));
+    assert_eq!(e.to().as_deref(), Some("agent"));
+    let out = String::from_utf8(e.encode("app", "agent")).expect("utf8");
+    assert_eq!(
+      out,
+      "{\"action\":\"hi\",\"data\":{\"n\":1.50,\"s\":\"a\\nb\\u00e9\",\"buf\":null},\"to\":\"agent\",\"from\":\"app\"}\n"
+    );
+  }
+
+  #[test]
+  fn a_string_becomes_action_and_data() {
+    let e = user("\"sticky\\u2028\"");
+    let out = String::from_utf8(e.encode("agent", "app")).expect("utf8");
+    assert_eq!(
+      out,
+      "{\"action\":\"sticky\\u2028\",\"data\":\"sticky\\u2028\",\"from\":\"agent\",\"to\":\"app\"}\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid json");
+    assert_eq!(v["action"], "sticky\u{2028}");
+  }
+
+  #[test]
+  fn a_spoofed_from_is_overwritten_in_place() {
+    let e = user(r#"{"from":"master","action":"x"}"#);
+    assert_eq!(
+      e.encode("app", "agent"),
+      b"{\"from\":\"app\",\"action\":\"x\",\"to\":\"agent\"}\n".to_vec()
+    );
+  }
+
+  #[test]
+  fn node_internal_messages_are_kept_apart() {
+    match parse_line(br#"{"cmd":"NODE_CLUSTER","act":"online","seq":0}"#) {
+      Ok(Incoming::Internal { cmd, object }) => {
+        assert_eq!(cmd, "NODE_CLUSTER");
+        assert_eq!(object.get_str("act").as_deref(), Some("online"));
+      }
+      other => panic!("{other:?}"),
+    }
+    // "NODE_" alone is not internal (Node requires more than five characters).
+    assert!(matches!(
+      parse_line(br#"{"cmd":"NODE_"}"#),
+      Ok(Incoming::User(_))
+    ));
+    assert!(matches!(
+      parse_line(br#"{"cmd":"node_x"}"#),
+      Ok(Incoming::User(_))
+    ));
+  }
+
+  #[test]
+  fn receiver_pid_accepts_strings_numbers_and_the_egg4_alias() {
+    assert_eq!(
+      user(r#"{"receiverPid":"123"}"#).receiver_pid(),
+      Some(ReceiverPid::Pid(123))
+    );
+    assert_eq!(
+      user(r#"{"receiverPid":123}"#).receiver_pid(),
+      Some(ReceiverPid::Pid(123))
+    );
+    assert_eq!(
+      user(r#"{"receiverWorkerId":"7"}"#).receiver_pid(),
+      Some(ReceiverPid::Pid(7))
+    );
+    assert_eq!(
+      user(r#"{"receiverPid":"abc"}"#).receiver_pid(),
+      Some(ReceiverPid::Unknown)
+    );
+    assert_eq!(user(r#"{"receiverPid":""}"#).receiver_pid(), None);
+    assert_eq!(user(r#"{"receiverPid":0}"#).receiver_pid(), None);
+    assert_eq!(user(r#"{"receiverPid":null}"#).receiver_pid(), None);
+  }
+
+  #[test]
+  fn garbage_is_refused_with_a_reason() {
+    assert_eq!(parse_line(b"\xff\xfe").err(), Some(MessageError::NotUtf8));
+    assert!(matches!(
+      parse_line(b"{\"a\":"),
+      Err(MessageError::NotJson(_))
+    ));
+    assert!(matches!(
+      parse_line(b"{\"a\":1} trailing"),
+      Err(MessageError::NotJson(_))
+    ));
+    assert_eq!(
+      parse_line(b"42").err(),
+      Some(MessageError::NotAnObject("a number"))
+    );
+    assert_eq!(
+      parse_line(b"[1]").err(),
+      Some(MessageError::NotAnObject("an array"))
+    );
+    assert_eq!(
+      parse_line(b"null").err(),
+      Some(MessageError::NotAnObject("null"))
+    );
+  }
+
+  #[test]
+  fn deep_nesting_inside_data_is_forwarded() {
+    let depth = 10_000;
+    let line = format!(
+      "{{\"action\":\"deep\",\"data\":{}{}}}",
+      "[".repeat(depth),
+      "]".repeat(depth)
+    );
+    let e = user(&line);
+    let out = e.encode("app", "agent");
+    assert!(out.len() > 2 * depth);
+  }
+
+  #[test]
+  fn unicode_keys_and_separators_survive_reencoding() {
+    let e = user("{\"ké\\u2028y\":\"v\u{2029}\",\"action\":\"a\"}");
+    let out = e.encode("parent", "master");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["ké\u{2028}y"], "v\u{2029}");
+    assert_eq!(v["to"], "master");
+  }
+}

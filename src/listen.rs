@@ -1,0 +1,537 @@
+//! Node's cluster-primary side of `server.listen()` in app workers:
+//! `queryServer` answered with Node's key (`address:port:addressType:fd:index`)
+//! under one of three policies, `close` and worker death tracked.
+//!
+//! - `RoundRobin` (Node's default on Linux): the master listens and accepts;
+//!   each connection goes to the next free worker as `newconn` + handle, one
+//!   in flight per worker until it answers `accepted`; a refused connection,
+//!   or one in flight to a worker that died, goes to another worker.
+//! - `Shared` (Node's `SCHED_NONE`): one bound socket handed to every worker.
+//! - `ReusePort`: each worker gets its own `SO_REUSEPORT` socket on the same
+//!   port; the kernel spreads connections with no master in the path.
+//!
+//! Must never: block, keep a connection after its worker accepted it, or let
+//! a worker's bad request disturb another key.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use tokio::io::unix::AsyncFd;
+
+use crate::ipc::message::{push_json_str, raw_as_str, RawObject};
+use crate::supervisor::{Shared, Worker, WorkerKind};
+use crate::sys::{self, ListenAddr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+  RoundRobin,
+  Shared,
+  ReusePort,
+}
+
+impl Policy {
+  pub fn parse(s: &str) -> Option<Policy> {
+    match s {
+      "rr" => Some(Policy::RoundRobin),
+      "none" | "shared" => Some(Policy::Shared),
+      "reuseport" => Some(Policy::ReusePort),
+      _ => None,
+    }
+  }
+}
+
+const DEFAULT_BACKLOG: i32 = 511;
+
+/// The listen request of a worker, as Node sends it.
+struct Query {
+  key: String,
+  addr: ListenAddr,
+  backlog: i32,
+  pipe: bool,
+  seq: String,
+  data: String,
+}
+
+impl Query {
+  fn parse(o: &RawObject<'_>) -> Result<Query, i32> {
+    let text = |k: &str| o.get(k).map(|v| v.get().to_owned());
+    let address = o
+      .get("address")
+      .and_then(raw_as_str)
+      .map(|s| s.into_owned());
+    let port_text = text("port").unwrap_or_else(|| "undefined".into());
+    let address_type = o.get("addressType").map(|v| match raw_as_str(v) {
+      Some(s) => s.into_owned(),
+      None => v.get().to_owned(),
+    });
+    let address_type_text = address_type.clone().unwrap_or_else(|| "undefined".into());
+    let fd_text = text("fd").unwrap_or_else(|| "undefined".into());
+    let index_text = text("index").unwrap_or_else(|| "undefined".into());
+    let key = format!(
+      "{}:{}:{}:{}:{}",
+      address.clone().unwrap_or_else(|| "null".into()),
+      port_text,
+      address_type_text,
+      fd_text,
+      index_text
+    );
+    let seq = text("seq").unwrap_or_else(|| "null".into());
+    let data = text("data").unwrap_or_else(|| "null".into());
+    let backlog = o
+      .get("backlog")
+      .and_then(|v| v.get().parse::<i32>().ok())
+      .filter(|b| *b > 0)
+      .unwrap_or(DEFAULT_BACKLOG);
+    if fd_text != "undefined" && fd_text != "null" && fd_text != "-1" {
+      // Listening on an inherited fd in a worker is not supported.
+      return Err(libc::EBADF);
+    }
+    let (addr, pipe) = match address_type_text.as_str() {
+      "-1" => (ListenAddr::Unix(address.clone().ok_or(libc::EINVAL)?), true),
+      "4" | "6" => {
+        let port = port_text.parse::<u16>().map_err(|_| libc::EINVAL)?;
+        let flags = o
+          .get("flags")
+          .and_then(|v| v.get().parse::<u32>().ok())
+          .unwrap_or(0);
+        (
+          ListenAddr::Tcp {
+            address,
+            port,
+            ipv6_only: flags & 1 != 0,
+          },
+          false,
+        )
+      }
+      _ => return Err(libc::ENOTSUP),
+    };
+    Ok(Query {
+      key,
+      addr,
+      backlog,
+      pipe,
+      seq,
+      data,
+    })
+  }
+}
+
+/// One connection in flight to a worker, waiting for its `accepted`.
+struct InFlight {
+  seq: u64,
+  conn: OwnedFd,
+}
+
+struct RoundRobin {
+  key: String,
+  listener: Arc<AsyncFd<OwnedFd>>,
+  workers: Vec<Arc<Worker>>,
+  free: VecDeque<u32>,
+  pending: VecDeque<OwnedFd>,
+  in_flight: HashMap<u32, InFlight>,
+  accept_task: tokio::task::JoinHandle<()>,
+}
+
+enum Handle {
+  Shared {
+    fd: OwnedFd,
+    pids: Vec<u32>,
+  },
+  RoundRobin(Arc<Mutex<RoundRobin>>),
+  /// SO_REUSEPORT: the port every worker binds (resolved on the first bind).
+  ReusePort {
+    addr: ListenAddr,
+    pids: Vec<u32>,
+  },
+}
+
+pub struct Listeners {
+  policy: Policy,
+  handles: Mutex<HashMap<String, Handle>>,
+}
+
+impl Listeners {
+  pub fn new(policy: Policy) -> Self {
+    Listeners {
+      policy,
+      handles: Mutex::new(HashMap::new()),
+    }
+  }
+
+  pub(crate) async fn query_server(
+    &self,
+    shared: &Arc<Shared>,
+    w: &Arc<Worker>,
+    o: &RawObject<'_>,
+  ) {
+    let seq_text = o
+      .get("seq")
+      .map_or("null".to_owned(), |v| v.get().to_owned());
+    let q = match Query::parse(o) {
+      Ok(q) => q,
+      Err(errno) => {
+        reply_error(w, "", &seq_text, "null", errno);
+        return;
+      }
+    };
+    if w.kind != WorkerKind::App {
+      reply_error(w, &q.key, &q.seq, &q.data, libc::EINVAL);
+      return;
+    }
+    let outcome = self.add(shared, w, &q);
+    match outcome {
+      Ok(Reply::Handle(fd)) => {
+        let seq = w.next_seq();
+        let mut line = Vec::with_capacity(160);
+        line.extend_from_slice(
+          b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"errno\":0,\"key\":",
+        );
+        push_json_str(&mut line, &q.key);
+        line.extend_from_slice(
+          format!(",\"ack\":{},\"data\":{},\"seq\":{seq}}}}}\n", q.seq, q.data).as_bytes(),
+        );
+        w.send_protocol(line, Some(fd));
+      }
+      Ok(Reply::RoundRobin(sockname)) => {
+        let seq = w.next_seq();
+        let mut line = Vec::with_capacity(160);
+        line.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"errno\":null,\"key\":");
+        push_json_str(&mut line, &q.key);
+        line.extend_from_slice(format!(",\"ack\":{},\"data\":{}", q.seq, q.data).as_bytes());
+        if let Some((address, family, port)) = sockname {
+          line.extend_from_slice(b",\"sockname\":{\"address\":");
+          push_json_str(&mut line, &address);
+          line.extend_from_slice(format!(",\"family\":\"{family}\",\"port\":{port}}}").as_bytes());
+        }
+        line.extend_from_slice(format!(",\"seq\":{seq}}}\n").as_bytes());
+        w.send_protocol(line, None);
+        if let Some(Handle::RoundRobin(rr)) = self.lock().get(&q.key) {
+          let rr = rr.clone();
+          dispatch(&rr, shared);
+        }
+      }
+      Err(errno) => {
+        tracing::debug!(pid = w.pid, key = %q.key, errno, "queryServer failed");
+        reply_error(w, &q.key, &q.seq, &q.data, errno);
+      }
+    }
+  }
+
+  fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+    match self.handles.lock() {
+      Ok(g) => g,
+      Err(poisoned) => poisoned.into_inner(),
+    }
+  }
+
+  fn add(&self, shared: &Arc<Shared>, w: &Arc<Worker>, q: &Query) -> Result<Reply, i32> {
+    let mut handles = self.lock();
+    let policy = if q.pipe && self.policy == Policy::ReusePort {
+      Policy::Shared
+    } else {
+      self.policy
+    };
+    if let Some(h) = handles.get_mut(&q.key) {
+      return match h {
+        Handle::Shared { fd, pids } => {
+          pids.push(w.pid);
+          let dup = fd
+            .try_clone()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
+          Ok(Reply::Handle(dup))
+        }
+        Handle::ReusePort { addr, pids } => {
+          let fd = sys::bind_socket(addr, None, true)?;
+          pids.push(w.pid);
+          Ok(Reply::Handle(fd))
+        }
+        Handle::RoundRobin(rr) => {
+          let mut g = lock_rr(rr);
+          g.workers.push(w.clone());
+          g.free.push_back(w.pid);
+          let sockname = if q.pipe {
+            None
+          } else {
+            sys::local_addr(g.listener.get_ref().as_raw_fd())
+          };
+          Ok(Reply::RoundRobin(sockname))
+        }
+      };
+    }
+    match policy {
+      Policy::Shared => {
+        let fd = sys::bind_socket(&q.addr, None, false)?;
+        let dup = fd
+          .try_clone()
+          .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
+        handles.insert(
+          q.key.clone(),
+          Handle::Shared {
+            fd,
+            pids: vec![w.pid],
+          },
+        );
+        Ok(Reply::Handle(dup))
+      }
+      Policy::ReusePort => {
+        let fd = sys::bind_socket(&q.addr, None, true)?;
+        let addr = match (&q.addr, sys::local_addr(fd.as_raw_fd())) {
+          (
+            ListenAddr::Tcp {
+              address, ipv6_only, ..
+            },
+            Some((_, _, port)),
+          ) => ListenAddr::Tcp {
+            address: address.clone(),
+            port,
+            ipv6_only: *ipv6_only,
+          },
+          (other, _) => other.clone(),
+        };
+        handles.insert(
+          q.key.clone(),
+          Handle::ReusePort {
+            addr,
+            pids: vec![w.pid],
+          },
+        );
+        Ok(Reply::Handle(fd))
+      }
+      Policy::RoundRobin => {
+        let fd = sys::bind_socket(&q.addr, Some(q.backlog), false)?;
+        sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let sockname = if q.pipe {
+          None
+        } else {
+          sys::local_addr(fd.as_raw_fd())
+        };
+        // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
+        let registered = unsafe { AsyncFd::register(fd) };
+        let listener = Arc::new(
+          registered.map_err(|e| std::io::Error::from(e).raw_os_error().unwrap_or(libc::EIO))?,
+        );
+        let rr = Arc::new_cyclic(|weak: &std::sync::Weak<Mutex<RoundRobin>>| {
+          let weak = weak.clone();
+          let listener2 = listener.clone();
+          let shared2 = shared.clone();
+          let accept_task = tokio::spawn(async move {
+            accept_loop(listener2, weak, shared2).await;
+          });
+          Mutex::new(RoundRobin {
+            key: q.key.clone(),
+            listener,
+            workers: vec![w.clone()],
+            free: VecDeque::from([w.pid]),
+            pending: VecDeque::new(),
+            in_flight: HashMap::new(),
+            accept_task,
+          })
+        });
+        handles.insert(q.key.clone(), Handle::RoundRobin(rr));
+        Ok(Reply::RoundRobin(sockname))
+      }
+    }
+  }
+
+  /// A worker closed its server (`act: close`).
+  pub(crate) async fn close_key(&self, shared: &Arc<Shared>, w: &Arc<Worker>, o: &RawObject<'_>) {
+    let Some(key) = o.get_str("key") else {
+      return;
+    };
+    self.remove(shared, w, Some(&key));
+  }
+
+  /// A worker's `{ack, accepted}` for a connection we handed it.
+  pub(crate) async fn ack(&self, shared: &Arc<Shared>, w: &Arc<Worker>, o: &RawObject<'_>) {
+    let Some(ack) = o.get("ack").and_then(|v| v.get().parse::<u64>().ok()) else {
+      return;
+    };
+    let accepted = o.get("accepted").is_some_and(|v| v.get() == "true");
+    let rrs: Vec<Arc<Mutex<RoundRobin>>> = self
+      .lock()
+      .values()
+      .filter_map(|h| match h {
+        Handle::RoundRobin(rr) => Some(rr.clone()),
+        _ => None,
+      })
+      .collect();
+    for rr in rrs {
+      let mut g = lock_rr(&rr);
+      let matches = g.in_flight.get(&w.pid).is_some_and(|f| f.seq == ack);
+      if !matches {
+        continue;
+      }
+      if let Some(flight) = g.in_flight.remove(&w.pid) {
+        if accepted {
+          drop(flight.conn);
+        } else {
+          g.pending.push_front(flight.conn);
+        }
+      }
+      if g.workers.iter().any(|x| x.pid == w.pid) {
+        g.free.push_back(w.pid);
+      }
+      drop(g);
+      dispatch(&rr, shared);
+      return;
+    }
+  }
+
+  /// A worker died: it leaves every handle; connections in flight to it go
+  /// to other workers; a handle with no worker left is closed.
+  pub(crate) async fn remove_worker(&self, shared: &Arc<Shared>, w: &Arc<Worker>) {
+    self.remove(shared, w, None);
+  }
+
+  fn remove(&self, shared: &Arc<Shared>, w: &Arc<Worker>, only_key: Option<&str>) {
+    let mut handles = self.lock();
+    let mut empty = Vec::new();
+    let mut redispatch = Vec::new();
+    for (key, h) in handles.iter_mut() {
+      if only_key.is_some_and(|k| k != key) {
+        continue;
+      }
+      let now_empty = match h {
+        Handle::Shared { pids, .. } | Handle::ReusePort { pids, .. } => {
+          pids.retain(|p| *p != w.pid);
+          pids.is_empty()
+        }
+        Handle::RoundRobin(rr) => {
+          let mut g = lock_rr(rr);
+          g.workers.retain(|x| x.pid != w.pid);
+          g.free.retain(|p| *p != w.pid);
+          if let Some(flight) = g.in_flight.remove(&w.pid) {
+            g.pending.push_front(flight.conn);
+          }
+          if g.workers.is_empty() {
+            g.accept_task.abort();
+            g.pending.clear();
+            true
+          } else {
+            redispatch.push(rr.clone());
+            false
+          }
+        }
+      };
+      if now_empty {
+        empty.push(key.clone());
+      }
+    }
+    for key in empty {
+      handles.remove(&key);
+    }
+    drop(handles);
+    for rr in redispatch {
+      dispatch(&rr, shared);
+    }
+  }
+
+  pub fn close_all(&self) {
+    let mut handles = self.lock();
+    for (_, h) in handles.drain() {
+      if let Handle::RoundRobin(rr) = h {
+        let mut g = lock_rr(&rr);
+        g.accept_task.abort();
+        g.pending.clear();
+      }
+    }
+  }
+}
+
+enum Reply {
+  Handle(OwnedFd),
+  RoundRobin(Option<(String, &'static str, u16)>),
+}
+
+fn lock_rr(rr: &Mutex<RoundRobin>) -> std::sync::MutexGuard<'_, RoundRobin> {
+  match rr.lock() {
+    Ok(g) => g,
+    Err(poisoned) => poisoned.into_inner(),
+  }
+}
+
+fn reply_error(w: &Worker, key: &str, seq: &str, data: &str, errno: i32) {
+  let our_seq = w.next_seq();
+  let mut line = Vec::with_capacity(96);
+  line.extend_from_slice(
+    format!("{{\"cmd\":\"NODE_CLUSTER\",\"errno\":{},\"key\":", -errno).as_bytes(),
+  );
+  push_json_str(&mut line, key);
+  line
+    .extend_from_slice(format!(",\"ack\":{seq},\"data\":{data},\"seq\":{our_seq}}}\n").as_bytes());
+  w.send_protocol(line, None);
+}
+
+async fn accept_loop(
+  listener: Arc<AsyncFd<OwnedFd>>,
+  rr: std::sync::Weak<Mutex<RoundRobin>>,
+  shared: Arc<Shared>,
+) {
+  loop {
+    let Ok(mut guard) = listener.readable().await else {
+      return;
+    };
+    let mut accepted = Vec::new();
+    loop {
+      match sys::accept(listener.get_ref().as_raw_fd()) {
+        Ok(conn) => accepted.push(conn),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+          guard.clear_ready();
+          break;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        Err(e) => {
+          tracing::warn!("accept failed: {e}");
+          guard.clear_ready();
+          // EMFILE and friends: back off instead of spinning.
+          tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+          break;
+        }
+      }
+      if accepted.len() >= 64 {
+        break;
+      }
+    }
+    let Some(rr) = rr.upgrade() else {
+      return;
+    };
+    if !accepted.is_empty() {
+      lock_rr(&rr).pending.extend(accepted);
+      dispatch(&rr, &shared);
+    }
+  }
+}
+
+/// Hands pending connections to free workers, one in flight per worker.
+fn dispatch(rr: &Arc<Mutex<RoundRobin>>, _shared: &Arc<Shared>) {
+  let mut g = lock_rr(rr);
+  while !g.pending.is_empty() {
+    let Some(pid) = g.free.pop_front() else {
+      return;
+    };
+    let Some(worker) = g.workers.iter().find(|w| w.pid == pid).cloned() else {
+      continue;
+    };
+    let Some(conn) = g.pending.pop_front() else {
+      return;
+    };
+    let dup = match conn.try_clone() {
+      Ok(d) => d,
+      Err(e) => {
+        tracing::warn!("could not duplicate a connection: {e}");
+        g.free.push_front(pid);
+        continue;
+      }
+    };
+    let seq = worker.next_seq();
+    let key = g.key.clone();
+    let mut line = Vec::with_capacity(128);
+    line.extend_from_slice(
+      b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":",
+    );
+    push_json_str(&mut line, &key);
+    line.extend_from_slice(format!(",\"seq\":{seq}}}}}\n").as_bytes());
+    g.in_flight.insert(pid, InFlight { seq, conn });
+    worker.send_protocol(line, Some(dup));
+  }
+}

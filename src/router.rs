@@ -1,0 +1,157 @@
+//! egg's routing rules as a pure function (DESIGN.md, "Message routing").
+//! It decides where an envelope goes; it never touches the bytes or a socket.
+
+use crate::ipc::message::ReceiverPid;
+
+/// The channel a message arrived on; it is stamped as `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+  Master,
+  Parent,
+  Agent,
+  App,
+}
+
+impl Sender {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Sender::Master => "master",
+      Sender::Parent => "parent",
+      Sender::Agent => "agent",
+      Sender::App => "app",
+    }
+  }
+
+  pub fn parse(s: &str) -> Option<Sender> {
+    match s {
+      "master" => Some(Sender::Master),
+      "parent" => Some(Sender::Parent),
+      "agent" => Some(Sender::Agent),
+      "app" => Some(Sender::App),
+      _ => None,
+    }
+  }
+}
+
+/// Where a routed envelope goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+  /// Emitted on the JS Master.
+  Master,
+  /// `process.send` of the master.
+  Parent,
+  Agent,
+  /// Every live app worker.
+  Apps,
+  /// Only the app worker with this pid (if it is one).
+  AppPid(u32),
+  /// egg drops it (unknown `to`, or a master message without `to`).
+  Nowhere,
+}
+
+/// The decision: the `to` written into the envelope and where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+  pub to: Option<&'a str>,
+  pub destination: Destination,
+}
+
+/// Applies egg's rules: `receiverPid` decides `to` (master pid → master,
+/// agent pid → agent, anything else → app and only that pid); without `to`,
+/// agent → app, app → agent, parent → master; then `to` picks the target.
+pub fn route<'a>(
+  from: Sender,
+  to: Option<&'a str>,
+  receiver: Option<ReceiverPid>,
+  master_pid: u32,
+  agent_pid: Option<u32>,
+) -> Route<'a> {
+  let mut only_pid = None;
+  let to = match receiver {
+    Some(ReceiverPid::Pid(pid)) if pid == master_pid => Some("master"),
+    Some(ReceiverPid::Pid(pid)) if Some(pid) == agent_pid => Some("agent"),
+    Some(ReceiverPid::Pid(pid)) => {
+      only_pid = Some(Some(pid));
+      Some("app")
+    }
+    Some(ReceiverPid::Unknown) => {
+      only_pid = Some(None);
+      Some("app")
+    }
+    None => to.or(match from {
+      Sender::Agent => Some("app"),
+      Sender::App => Some("agent"),
+      Sender::Parent => Some("master"),
+      Sender::Master => None,
+    }),
+  };
+  let destination = match to {
+    Some("master") => Destination::Master,
+    Some("parent") => Destination::Parent,
+    Some("agent") => Destination::Agent,
+    Some("app") => match only_pid {
+      None => Destination::Apps,
+      Some(Some(pid)) => Destination::AppPid(pid),
+      Some(None) => Destination::Nowhere,
+    },
+    _ => Destination::Nowhere,
+  };
+  Route { to, destination }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use Destination::*;
+  use Sender::{Agent as FromAgent, App as FromApp, Master as FromMaster, Parent as FromParent};
+
+  const MASTER: u32 = 100;
+  const AGENT: u32 = 200;
+
+  #[test]
+  fn every_rule_of_the_design_table() {
+    let pid = |p| Some(ReceiverPid::Pid(p));
+    #[rustfmt::skip]
+    let table: Vec<(Sender, Option<&str>, Option<ReceiverPid>, Option<&str>, Destination)> = vec![
+      // default `to` per sender
+      (FromAgent, None, None, Some("app"), Apps),
+      (FromApp, None, None, Some("agent"), Agent),
+      (FromParent, None, None, Some("master"), Master),
+      (FromMaster, None, None, None, Nowhere),
+      // explicit `to`
+      (FromAgent, Some("master"), None, Some("master"), Master),
+      (FromApp, Some("master"), None, Some("master"), Master),
+      (FromApp, Some("parent"), None, Some("parent"), Parent),
+      (FromAgent, Some("parent"), None, Some("parent"), Parent),
+      (FromMaster, Some("parent"), None, Some("parent"), Parent),
+      (FromParent, Some("app"), None, Some("app"), Apps),
+      (FromParent, Some("agent"), None, Some("agent"), Agent),
+      (FromApp, Some("app"), None, Some("app"), Apps),
+      (FromAgent, Some("agent"), None, Some("agent"), Agent),
+      (FromMaster, Some("app"), None, Some("app"), Apps),
+      (FromMaster, Some("agent"), None, Some("agent"), Agent),
+      (FromApp, Some("nobody"), None, Some("nobody"), Nowhere),
+      // receiverPid decides `to`, whatever `to` said
+      (FromApp, Some("agent"), pid(MASTER), Some("master"), Master),
+      (FromApp, Some("app"), pid(AGENT), Some("agent"), Agent),
+      (FromAgent, None, pid(301), Some("app"), AppPid(301)),
+      (FromApp, Some("master"), pid(302), Some("app"), AppPid(302)),
+      (FromMaster, None, pid(303), Some("app"), AppPid(303)),
+      (FromApp, None, Some(ReceiverPid::Unknown), Some("app"), Nowhere),
+    ];
+    for (from, to, receiver, want_to, want_dest) in table {
+      let r = route(from, to, receiver, MASTER, Some(AGENT));
+      assert_eq!(
+        (r.to, r.destination),
+        (want_to, want_dest),
+        "from {from:?} to {to:?} receiver {receiver:?}"
+      );
+    }
+  }
+
+  #[test]
+  fn without_an_agent_a_pid_is_an_app_pid() {
+    let r = route(FromApp, None, Some(ReceiverPid::Pid(AGENT)), MASTER, None);
+    assert_eq!(r.destination, AppPid(AGENT));
+  }
+}

@@ -1,0 +1,897 @@
+//! The supervisor: spawns Node children with a Node-compatible IPC channel,
+//! keeps the table of live workers, reads and routes what they send, answers
+//! Node's internal messages, watches exits (pidfd, through tokio::process:
+//! every child is awaited, never left to a SIGCHLD handler that libuv owns)
+//! and terminates process trees.
+//!
+//! Ownership: children are spawned from the caller's thread (the Node main
+//! thread, which lives as long as the master, so `PR_SET_PDEATHSIG` holds);
+//! each child then has three tasks on the core's runtime: reader, writer and
+//! waiter. Must never: block the caller's thread beyond fork/exec, panic on
+//! worker data, or buffer without bound.
+
+mod outbox;
+
+pub use outbox::Pushed;
+
+use bytes::Bytes;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{CoreError, Result};
+use crate::ipc::codec::{Frame, LineDecoder};
+use crate::ipc::message::{parse_line, Envelope, Incoming, RawObject};
+use crate::listen::{Listeners, Policy};
+use crate::router::{self, Destination, Sender};
+use crate::sys;
+use outbox::{HandleReply, Outbox};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerKind {
+  Agent,
+  App,
+}
+
+impl WorkerKind {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      WorkerKind::Agent => "agent",
+      WorkerKind::App => "app",
+    }
+  }
+
+  fn sender(self) -> Sender {
+    match self {
+      WorkerKind::Agent => Sender::Agent,
+      WorkerKind::App => Sender::App,
+    }
+  }
+}
+
+/// A worker's life, as Node's `worker.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerState {
+  Starting = 0,
+  Online = 1,
+  Listening = 2,
+  Disconnected = 3,
+  Dead = 4,
+}
+
+impl WorkerState {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      WorkerState::Starting => "starting",
+      WorkerState::Online => "online",
+      WorkerState::Listening => "listening",
+      WorkerState::Disconnected => "disconnected",
+      WorkerState::Dead => "dead",
+    }
+  }
+
+  fn from_u8(v: u8) -> WorkerState {
+    match v {
+      0 => WorkerState::Starting,
+      1 => WorkerState::Online,
+      2 => WorkerState::Listening,
+      3 => WorkerState::Disconnected,
+      _ => WorkerState::Dead,
+    }
+  }
+}
+
+/// Settings of a core; every field has a default.
+#[derive(Debug, Clone)]
+pub struct Config {
+  /// Longest line accepted from a worker.
+  pub max_line_bytes: usize,
+  /// Bytes that may wait in one worker's outbound queue.
+  pub queue_bytes: usize,
+  /// How long a sender waits for room in a full queue before the message is
+  /// dropped (and counted).
+  pub stall_timeout: Duration,
+  /// Signal a child gets when the master dies (0: none).
+  pub death_signal: i32,
+  pub policy: Policy,
+}
+
+impl Default for Config {
+  fn default() -> Self {
+    Config {
+      max_line_bytes: 64 << 20,
+      queue_bytes: 256 << 20,
+      stall_timeout: Duration::from_secs(10),
+      death_signal: libc::SIGKILL,
+      policy: Policy::RoundRobin,
+    }
+  }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+  pub kind: WorkerKind,
+  /// The program (`process.execPath`).
+  pub exec: String,
+  /// Arguments after the program: execArgv, the script, its args.
+  pub args: Vec<String>,
+  /// The complete environment of the child.
+  pub env: Vec<(String, String)>,
+  pub cwd: Option<String>,
+}
+
+/// Everything JavaScript hears about.
+#[derive(Debug, Clone)]
+pub enum Event {
+  Fork {
+    id: u32,
+    pid: u32,
+    kind: WorkerKind,
+  },
+  Online {
+    id: u32,
+    pid: u32,
+    kind: WorkerKind,
+  },
+  /// Node's cluster `listening`: the worker's message, JSON.
+  Listening {
+    id: u32,
+    pid: u32,
+    kind: WorkerKind,
+    message: String,
+  },
+  /// An envelope routed to the master or the parent (`to`), JSON.
+  Message {
+    to: &'static str,
+    from_id: u32,
+    from_pid: u32,
+    from: &'static str,
+    line: String,
+  },
+  Disconnect {
+    id: u32,
+    pid: u32,
+    kind: WorkerKind,
+  },
+  Exit {
+    id: u32,
+    pid: u32,
+    kind: WorkerKind,
+    code: Option<i32>,
+    signal: Option<String>,
+    exited_after_disconnect: bool,
+  },
+  Error {
+    id: Option<u32>,
+    pid: Option<u32>,
+    code: &'static str,
+    message: String,
+  },
+}
+
+/// One live (or dying) child.
+pub struct Worker {
+  pub id: u32,
+  pub pid: u32,
+  pub kind: WorkerKind,
+  state: AtomicU8,
+  exited_after_disconnect: AtomicBool,
+  outbox: Outbox,
+  seq: AtomicU64,
+  exit: watch::Receiver<Option<(Option<i32>, Option<i32>)>>,
+  sock: Arc<AsyncFd<OwnedFd>>,
+}
+
+impl Worker {
+  pub fn state(&self) -> WorkerState {
+    WorkerState::from_u8(self.state.load(Ordering::Acquire))
+  }
+
+  fn set_state(&self, s: WorkerState) {
+    self.state.store(s as u8, Ordering::Release);
+  }
+
+  pub fn exited_after_disconnect(&self) -> bool {
+    self.exited_after_disconnect.load(Ordering::Acquire)
+  }
+
+  pub fn dropped_messages(&self) -> u64 {
+    self.outbox.dropped.load(Ordering::Relaxed)
+  }
+
+  pub fn queued_bytes(&self) -> usize {
+    self.outbox.queued_bytes()
+  }
+
+  fn live(&self) -> bool {
+    matches!(
+      self.state(),
+      WorkerState::Starting | WorkerState::Online | WorkerState::Listening
+    )
+  }
+
+  /// The next `seq` of our NODE_CLUSTER messages to this worker.
+  pub fn next_seq(&self) -> u64 {
+    self.seq.fetch_add(1, Ordering::Relaxed)
+  }
+
+  /// Queues a protocol line (cluster replies, handles), never dropped.
+  pub fn send_protocol(&self, line: Vec<u8>, fd: Option<OwnedFd>) -> Pushed {
+    self.outbox.push_protocol(Bytes::from(line), fd)
+  }
+}
+
+#[derive(Default)]
+struct Table {
+  workers: Vec<Arc<Worker>>,
+  next_app_id: u32,
+  next_agent_id: u32,
+}
+
+impl Table {
+  fn agent(&self) -> Option<&Arc<Worker>> {
+    self
+      .workers
+      .iter()
+      .rev()
+      .find(|w| w.kind == WorkerKind::Agent && w.live())
+  }
+}
+
+pub(crate) struct Shared {
+  pub config: Config,
+  master_pid: u32,
+  table: RwLock<Table>,
+  events: mpsc::Sender<Event>,
+  pub listeners: Listeners,
+  closed: AtomicBool,
+}
+
+/// Messages from JavaScript to route, in order.
+struct MasterSend {
+  from: Sender,
+  line: Vec<u8>,
+}
+
+/// The core: a runtime plus the shared state. Dropping it kills every child.
+pub struct Core {
+  rt: tokio::runtime::Runtime,
+  shared: Arc<Shared>,
+  master_tx: mpsc::UnboundedSender<MasterSend>,
+}
+
+/// A snapshot of a worker for JavaScript.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+  pub id: u32,
+  pub pid: u32,
+  pub kind: WorkerKind,
+  pub state: WorkerState,
+  pub exited_after_disconnect: bool,
+  pub dropped_messages: u64,
+  pub queued_bytes: usize,
+}
+
+impl Core {
+  /// Starts a core; events arrive on the returned receiver.
+  pub fn new(config: Config) -> Result<(Core, mpsc::Receiver<Event>)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(2)
+      .thread_name("egg-cluster-rs")
+      .enable_all()
+      .build()
+      .map_err(|e| CoreError::io("starting the core's runtime", e))?;
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let shared = Arc::new(Shared {
+      listeners: Listeners::new(config.policy),
+      config,
+      master_pid: sys::getpid(),
+      table: RwLock::new(Table::default()),
+      events: events_tx,
+      closed: AtomicBool::new(false),
+    });
+    let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterSend>();
+    let s = shared.clone();
+    rt.spawn(async move {
+      while let Some(msg) = master_rx.recv().await {
+        s.route_line(msg.from, None, &msg.line).await;
+      }
+    });
+    Ok((
+      Core {
+        rt,
+        shared,
+        master_tx,
+      },
+      events_rx,
+    ))
+  }
+
+  pub fn handle(&self) -> tokio::runtime::Handle {
+    self.rt.handle().clone()
+  }
+
+  /// Forks a child (from the calling thread) and starts watching it.
+  pub fn spawn(&self, spec: SpawnSpec) -> Result<(u32, u32)> {
+    if self.shared.closed.load(Ordering::Acquire) {
+      return Err(CoreError::Closed);
+    }
+    let _enter = self.rt.enter();
+    let (ours, theirs) =
+      sys::ipc_socketpair().map_err(|e| CoreError::io("creating the IPC socketpair", e))?;
+    let id = {
+      let mut t = self.shared.table.write().map_err(|_| CoreError::Closed)?;
+      match spec.kind {
+        WorkerKind::App => {
+          t.next_app_id += 1;
+          t.next_app_id
+        }
+        WorkerKind::Agent => {
+          t.next_agent_id += 1;
+          t.next_agent_id
+        }
+      }
+    };
+    let mut cmd = tokio::process::Command::new(&spec.exec);
+    cmd.args(&spec.args);
+    cmd.env_clear();
+    for (k, v) in &spec.env {
+      if matches!(
+        k.as_str(),
+        "NODE_CHANNEL_FD" | "NODE_CHANNEL_SERIALIZATION_MODE" | "NODE_UNIQUE_ID"
+      ) {
+        continue;
+      }
+      cmd.env(k, v);
+    }
+    cmd.env("NODE_CHANNEL_FD", sys::CHILD_CHANNEL_FD.to_string());
+    cmd.env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
+    if spec.kind == WorkerKind::App {
+      cmd.env("NODE_UNIQUE_ID", id.to_string());
+    }
+    if let Some(cwd) = &spec.cwd {
+      cmd.current_dir(cwd);
+    }
+    cmd.kill_on_drop(false);
+    let child_fd = theirs.as_raw_fd();
+    let master_pid = self.shared.master_pid as libc::pid_t;
+    let death_signal = self.shared.config.death_signal;
+    // SAFETY: child_setup makes only async-signal-safe calls.
+    unsafe {
+      cmd.pre_exec(move || sys::child_setup(child_fd, master_pid, death_signal));
+    }
+    let mut child = cmd
+      .spawn()
+      .map_err(|e| CoreError::io("spawning a worker", e))?;
+    drop(theirs);
+    let pid = child.id().unwrap_or(0);
+    // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
+    let registered = unsafe { AsyncFd::register(ours) };
+    let sock =
+      Arc::new(registered.map_err(|e| CoreError::io("registering the IPC channel", e.into()))?);
+    let (outbox, outbox_rx) = Outbox::new(
+      self.shared.config.queue_bytes,
+      self.shared.config.stall_timeout,
+    );
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let worker = Arc::new(Worker {
+      id,
+      pid,
+      kind: spec.kind,
+      state: AtomicU8::new(WorkerState::Starting as u8),
+      exited_after_disconnect: AtomicBool::new(false),
+      seq: AtomicU64::new(0),
+      exit: exit_rx,
+      sock: sock.clone(),
+      outbox,
+    });
+    if let Ok(mut t) = self.shared.table.write() {
+      t.workers.push(worker.clone());
+    }
+    self.shared.emit_now(Event::Fork {
+      id,
+      pid,
+      kind: spec.kind,
+    });
+
+    let replies = worker.outbox.handle_reply.clone();
+    let writer = self
+      .rt
+      .spawn(outbox::run_writer(sock.clone(), outbox_rx, replies));
+    let reader = self
+      .rt
+      .spawn(self.shared.clone().run_reader(worker.clone()));
+    let shared = self.shared.clone();
+    self.rt.spawn(async move {
+      let status = child.wait().await;
+      let (code, signal) = match status {
+        Ok(st) => {
+          use std::os::unix::process::ExitStatusExt;
+          (st.code(), st.signal())
+        }
+        Err(_) => (None, None),
+      };
+      let _ = exit_tx.send(Some((code, signal)));
+      // Deliver what the worker wrote before it died, then report the exit.
+      let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+      writer.abort();
+      shared.forget(&worker).await;
+      worker.set_state(WorkerState::Dead);
+      shared
+        .emit(Event::Exit {
+          id: worker.id,
+          pid: worker.pid,
+          kind: worker.kind,
+          code,
+          signal: signal.and_then(sys::signal_name).map(str::to_owned),
+          exited_after_disconnect: worker.exited_after_disconnect(),
+        })
+        .await;
+    });
+    Ok((id, pid))
+  }
+
+  /// Routes a message from the master or the parent (JSON text).
+  pub fn route(&self, from: Sender, line: Vec<u8>) -> Result<()> {
+    self
+      .master_tx
+      .send(MasterSend { from, line })
+      .map_err(|_| CoreError::Closed)
+  }
+
+  fn worker_by_pid(&self, pid: u32) -> Result<Arc<Worker>> {
+    let t = self.shared.table.read().map_err(|_| CoreError::Closed)?;
+    t.workers
+      .iter()
+      .find(|w| w.pid == pid)
+      .cloned()
+      .ok_or(CoreError::NoSuchWorker(pid))
+  }
+
+  /// Sends raw JSON to one worker (by pid), bypassing routing.
+  pub fn send_raw(&self, pid: u32, mut line: Vec<u8>) -> Result<Pushed> {
+    let w = self.worker_by_pid(pid)?;
+    line.push(b'\n');
+    Ok(w.outbox.try_push(Bytes::from(line), None))
+  }
+
+  /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
+  pub fn disconnect(&self, pid: u32) -> Result<()> {
+    let w = self.worker_by_pid(pid)?;
+    w.exited_after_disconnect.store(true, Ordering::Release);
+    match w.kind {
+      WorkerKind::App => {
+        let seq = w.next_seq();
+        let line = format!("{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"disconnect\",\"seq\":{seq}}}\n");
+        w.send_protocol(line.into_bytes(), None);
+      }
+      WorkerKind::Agent => sys::shutdown_write(w.sock.get_ref().as_raw_fd()),
+    }
+    Ok(())
+  }
+
+  /// Sends a signal to a worker by pid.
+  pub fn kill(&self, pid: u32, signal: i32) -> Result<bool> {
+    let w = self.worker_by_pid(pid)?;
+    Ok(sys::kill(w.pid, signal))
+  }
+
+  /// SIGTERM to the worker and its descendants; SIGKILL to whatever is left
+  /// after `timeout`. Resolves when the worker has exited (and descendants are
+  /// gone or killed).
+  pub fn terminate(
+    &self,
+    pid: u32,
+    timeout: Duration,
+  ) -> Result<impl std::future::Future<Output = ()>> {
+    let w = self.worker_by_pid(pid)?;
+    Ok(terminate_tree(w.pid, Some(w.exit.clone()), timeout))
+  }
+
+  pub fn workers(&self) -> Vec<WorkerInfo> {
+    let Ok(t) = self.shared.table.read() else {
+      return Vec::new();
+    };
+    t.workers
+      .iter()
+      .map(|w| WorkerInfo {
+        id: w.id,
+        pid: w.pid,
+        kind: w.kind,
+        state: w.state(),
+        exited_after_disconnect: w.exited_after_disconnect(),
+        dropped_messages: w.dropped_messages(),
+        queued_bytes: w.queued_bytes(),
+      })
+      .collect()
+  }
+
+  /// Kills every child (and its descendants) with SIGKILL. Idempotent.
+  pub fn close(&self) {
+    if self.shared.closed.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    let pids: Vec<u32> = self.workers().iter().map(|w| w.pid).collect();
+    for pid in pids {
+      for d in sys::descendants(pid) {
+        sys::kill(d, libc::SIGKILL);
+      }
+      sys::kill(pid, libc::SIGKILL);
+    }
+    self.shared.listeners.close_all();
+  }
+}
+
+impl Drop for Core {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+/// Terminates a process tree (see `Core::terminate`).
+pub async fn terminate_tree(
+  pid: u32,
+  exit: Option<watch::Receiver<Option<(Option<i32>, Option<i32>)>>>,
+  timeout: Duration,
+) {
+  let children = sys::descendants(pid);
+  sys::kill(pid, libc::SIGTERM);
+  for &c in &children {
+    sys::kill(c, libc::SIGTERM);
+  }
+  let main = async {
+    let exited = match exit.clone() {
+      Some(mut rx) => tokio::time::timeout(timeout, rx.wait_for(|s| s.is_some()))
+        .await
+        .is_ok(),
+      None => false,
+    };
+    if !exited {
+      sys::kill(pid, libc::SIGKILL);
+      if let Some(mut rx) = exit {
+        let _ = rx.wait_for(|s| s.is_some()).await;
+      }
+    }
+  };
+  let rest = async {
+    if children.is_empty() {
+      return;
+    }
+    let start = tokio::time::Instant::now();
+    let step = Duration::from_millis(100);
+    loop {
+      let alive: Vec<u32> = children
+        .iter()
+        .copied()
+        .filter(|&c| sys::alive(c))
+        .collect();
+      if alive.is_empty() {
+        return;
+      }
+      if start.elapsed() >= timeout {
+        for c in alive {
+          sys::kill(c, libc::SIGKILL);
+        }
+        return;
+      }
+      tokio::time::sleep(step).await;
+    }
+  };
+  tokio::join!(main, rest);
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Shared {
+  /// Emits an event, waiting for room (pushes back on the worker we read).
+  pub(crate) async fn emit(&self, event: Event) {
+    let _ = self.events.send(event).await;
+  }
+
+  /// Emits from a non-async context; only for rare events.
+  fn emit_now(&self, event: Event) {
+    if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(event) {
+      let tx = self.events.clone();
+      tokio::spawn(async move {
+        let _ = tx.send(ev).await;
+      });
+    }
+  }
+
+  pub(crate) async fn error(&self, w: Option<&Worker>, code: &'static str, message: String) {
+    tracing::warn!(pid = w.map(|w| w.pid), code, "{message}");
+    self
+      .emit(Event::Error {
+        id: w.map(|w| w.id),
+        pid: w.map(|w| w.pid),
+        code,
+        message,
+      })
+      .await;
+  }
+
+  async fn forget(self: &Arc<Self>, w: &Arc<Worker>) {
+    if let Ok(mut t) = self.table.write() {
+      t.workers.retain(|x| !Arc::ptr_eq(x, w));
+    }
+    self.listeners.remove_worker(self, w).await;
+  }
+
+  pub(crate) fn live_workers(&self, kind: WorkerKind) -> Vec<Arc<Worker>> {
+    self
+      .table
+      .read()
+      .map(|t| {
+        t.workers
+          .iter()
+          .filter(|w| w.kind == kind && w.live())
+          .cloned()
+          .collect()
+      })
+      .unwrap_or_default()
+  }
+
+  async fn run_reader(self: Arc<Self>, w: Arc<Worker>) {
+    let mut decoder = LineDecoder::new(self.config.max_line_bytes);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    loop {
+      let n = {
+        let Ok(mut guard) = w.sock.readable().await else {
+          break;
+        };
+        match guard.try_io(|s| sys::recv_with_fds(s.get_ref().as_raw_fd(), &mut buf, &mut fds)) {
+          Ok(Ok(n)) => n,
+          Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+          Ok(Err(_)) => 0,
+          Err(_would_block) => continue,
+        }
+      };
+      if !fds.is_empty() {
+        let count = fds.len();
+        fds.clear();
+        self
+          .error(
+            Some(&w),
+            "ERR_UNEXPECTED_HANDLE",
+            format!(
+              "worker {} sent {count} file descriptor(s) nobody asked for; closed them",
+              w.pid
+            ),
+          )
+          .await;
+      }
+      if n == 0 {
+        break;
+      }
+      let mut data: &[u8] = &buf[..n];
+      while let Some(frame) = decoder.next_frame(&mut data) {
+        match frame {
+          Frame::Line(line) => self.handle_line(&w, line).await,
+          Frame::TooBig { seen } => {
+            let max = self.config.max_line_bytes;
+            self
+              .error(
+                Some(&w),
+                "ERR_FRAME_TOO_BIG",
+                format!(
+                  "worker {} sent a line of more than {max} bytes ({seen} so far); dropped it",
+                  w.pid
+                ),
+              )
+              .await;
+          }
+        }
+      }
+    }
+    if w.live() {
+      w.set_state(WorkerState::Disconnected);
+    }
+    self
+      .emit(Event::Disconnect {
+        id: w.id,
+        pid: w.pid,
+        kind: w.kind,
+      })
+      .await;
+  }
+
+  async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8]) {
+    match parse_line(line) {
+      Err(e) => {
+        self
+          .error(
+            Some(w),
+            "ERR_BAD_MESSAGE",
+            format!("worker {} sent a malformed message: {e}; dropped it", w.pid),
+          )
+          .await;
+      }
+      Ok(Incoming::User(env)) => {
+        if w.state() == WorkerState::Starting && w.kind == WorkerKind::Agent {
+          w.set_state(WorkerState::Online);
+        }
+        self.route_envelope(w.kind.sender(), Some(w), &env).await;
+      }
+      Ok(Incoming::Internal { cmd, object }) => self.handle_internal(w, &cmd, &object, line).await,
+    }
+  }
+
+  async fn handle_internal(
+    self: &Arc<Self>,
+    w: &Arc<Worker>,
+    cmd: &str,
+    object: &RawObject<'_>,
+    line: &[u8],
+  ) {
+    match cmd {
+      "NODE_HANDLE_ACK" => w.outbox.handle_reply.set(HandleReply::Ack),
+      "NODE_HANDLE_NACK" => w.outbox.handle_reply.set(HandleReply::Nack),
+      "NODE_HANDLE" => {
+        // A handle nobody asked for: its fd is already closed; acknowledge so
+        // the worker's queue goes on, and deliver the message it wrapped.
+        w.outbox.control(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n");
+        if let Some(inner) = object.get("msg") {
+          let inner_line = inner.get().as_bytes().to_vec();
+          Box::pin(self.handle_line(w, &inner_line)).await;
+        }
+      }
+      "NODE_CLUSTER" => self.handle_cluster(w, object, line).await,
+      _ => tracing::debug!(pid = w.pid, cmd, "ignored internal message"),
+    }
+  }
+
+  async fn handle_cluster(self: &Arc<Self>, w: &Arc<Worker>, object: &RawObject<'_>, line: &[u8]) {
+    let act = object.get_str("act");
+    match act.as_deref() {
+      Some("online") => {
+        if w.state() == WorkerState::Starting {
+          w.set_state(WorkerState::Online);
+        }
+        self
+          .emit(Event::Online {
+            id: w.id,
+            pid: w.pid,
+            kind: w.kind,
+          })
+          .await;
+      }
+      Some("queryServer") => self.listeners.query_server(self, w, object).await,
+      Some("listening") => {
+        w.set_state(WorkerState::Listening);
+        self
+          .emit(Event::Listening {
+            id: w.id,
+            pid: w.pid,
+            kind: w.kind,
+            message: String::from_utf8_lossy(line).into_owned(),
+          })
+          .await;
+      }
+      Some("close") => self.listeners.close_key(self, w, object).await,
+      Some("exitedAfterDisconnect") => {
+        w.exited_after_disconnect.store(true, Ordering::Release);
+        let ack = object.get("seq").map_or("null", |v| v.get()).to_owned();
+        let seq = w.next_seq();
+        let reply = format!("{{\"cmd\":\"NODE_CLUSTER\",\"ack\":{ack},\"seq\":{seq}}}\n");
+        w.send_protocol(reply.into_bytes(), None);
+      }
+      None if object.get("ack").is_some() => self.listeners.ack(self, w, object).await,
+      other => tracing::debug!(pid = w.pid, act = ?other, "ignored cluster message"),
+    }
+  }
+
+  /// Routes a message from the master or the parent.
+  async fn route_line(self: &Arc<Self>, from: Sender, w: Option<&Arc<Worker>>, line: &[u8]) {
+    match parse_line(line) {
+      Ok(Incoming::User(env)) => self.route_envelope(from, w, &env).await,
+      Ok(Incoming::Internal { .. }) => {
+        tracing::debug!("internal message from {} not routed", from.as_str())
+      }
+      Err(e) => {
+        self
+          .error(
+            None,
+            "ERR_BAD_MESSAGE",
+            format!("a message from {} is malformed: {e}", from.as_str()),
+          )
+          .await
+      }
+    }
+  }
+
+  async fn route_envelope(
+    self: &Arc<Self>,
+    from: Sender,
+    w: Option<&Arc<Worker>>,
+    env: &Envelope<'_>,
+  ) {
+    let to_field = env.to();
+    let agent_pid = self
+      .table
+      .read()
+      .ok()
+      .and_then(|t| t.agent().map(|a| a.pid));
+    let route = router::route(
+      from,
+      to_field.as_deref(),
+      env.receiver_pid(),
+      self.master_pid,
+      agent_pid,
+    );
+    let to = route.to.unwrap_or("");
+    match route.destination {
+      Destination::Nowhere => {
+        tracing::debug!(from = from.as_str(), to, "message routed nowhere");
+      }
+      Destination::Master | Destination::Parent => {
+        let mut line = env.encode(from.as_str(), to);
+        line.pop();
+        let line = String::from_utf8(line).unwrap_or_default();
+        self
+          .emit(Event::Message {
+            to: if route.destination == Destination::Master {
+              "master"
+            } else {
+              "parent"
+            },
+            from_id: w.map_or(0, |w| w.id),
+            from_pid: w.map_or(0, |w| w.pid),
+            from: from.as_str(),
+            line,
+          })
+          .await;
+      }
+      Destination::Agent => {
+        let targets = self.live_workers(WorkerKind::Agent);
+        let Some(agent) = targets.last() else {
+          tracing::debug!("no live agent for a message from {}", from.as_str());
+          return;
+        };
+        let line = Bytes::from(env.encode(from.as_str(), to));
+        self.deliver(agent, line).await;
+      }
+      Destination::Apps | Destination::AppPid(_) => {
+        let only = match route.destination {
+          Destination::AppPid(p) => Some(p),
+          _ => None,
+        };
+        let targets: Vec<Arc<Worker>> = self
+          .live_workers(WorkerKind::App)
+          .into_iter()
+          .filter(|t| only.is_none_or(|p| p == t.pid))
+          .collect();
+        if targets.is_empty() {
+          return;
+        }
+        let line = Bytes::from(env.encode(from.as_str(), to));
+        for t in &targets {
+          self.deliver(t, line.clone()).await;
+        }
+      }
+    }
+  }
+
+  async fn deliver(&self, target: &Arc<Worker>, line: Bytes) {
+    if target.outbox.push(line, None).await == Pushed::Dropped {
+      let dropped = target.dropped_messages();
+      if dropped.is_power_of_two() {
+        self
+          .error(
+            Some(target),
+            "ERR_QUEUE_FULL",
+            format!(
+              "the outbound queue of worker {} stayed full (it is not reading its channel); {dropped} message(s) dropped so far",
+              target.pid
+            ),
+          )
+          .await;
+      }
+    }
+  }
+}

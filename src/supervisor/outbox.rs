@@ -1,0 +1,329 @@
+//! A worker's outbound queue and the task that writes it to the channel.
+//!
+//! The queue is bounded by bytes (a semaphore of byte permits): a router that
+//! finds it full waits (pushing back on the sender by reading less) for up to
+//! the stall timeout, then drops and counts. Lines are written in batches
+//! with one `writev`; a handle travels alone and the next write waits for the
+//! worker's `NODE_HANDLE_ACK` (resent on NACK up to three times, as Node).
+//! Control lines (our own ACKs) bypass the queue so two sides waiting for
+//! each other's ACK cannot deadlock.
+
+use bytes::Bytes;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::sys;
+
+/// One thing to write.
+pub struct Outbound {
+  pub line: Bytes,
+  pub fd: Option<OwnedFd>,
+  _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// How a push ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+  Queued,
+  /// The queue stayed full past the stall timeout; the line was dropped.
+  Dropped,
+  /// The worker's channel is gone.
+  Closed,
+}
+
+/// What the reader tells the writer about handles it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleReply {
+  Ack,
+  Nack,
+}
+
+pub struct Outbox {
+  tx: mpsc::UnboundedSender<Outbound>,
+  control: mpsc::UnboundedSender<Bytes>,
+  budget: Arc<Semaphore>,
+  capacity: u32,
+  stall: Duration,
+  pub dropped: AtomicU64,
+  pub handle_reply: Arc<HandleReplySlot>,
+}
+
+#[derive(Default)]
+pub struct HandleReplySlot {
+  notify: Notify,
+  reply: std::sync::Mutex<Option<HandleReply>>,
+}
+
+impl HandleReplySlot {
+  pub fn set(&self, reply: HandleReply) {
+    if let Ok(mut slot) = self.reply.lock() {
+      *slot = Some(reply);
+    }
+    self.notify.notify_one();
+  }
+
+  async fn wait(&self) -> HandleReply {
+    loop {
+      if let Some(reply) = self.reply.lock().ok().and_then(|mut s| s.take()) {
+        return reply;
+      }
+      self.notify.notified().await;
+    }
+  }
+}
+
+pub struct OutboxReceiver {
+  rx: mpsc::UnboundedReceiver<Outbound>,
+  control: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl Outbox {
+  pub fn new(capacity_bytes: usize, stall: Duration) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let capacity = u32::try_from(capacity_bytes.max(1)).unwrap_or(u32::MAX);
+    (
+      Outbox {
+        tx,
+        control: ctl_tx,
+        budget: Arc::new(Semaphore::new(capacity as usize)),
+        capacity,
+        stall,
+        dropped: AtomicU64::new(0),
+        handle_reply: Arc::new(HandleReplySlot::default()),
+      },
+      OutboxReceiver {
+        rx,
+        control: ctl_rx,
+      },
+    )
+  }
+
+  fn permits_for(&self, len: usize) -> u32 {
+    u32::try_from(len)
+      .unwrap_or(u32::MAX)
+      .clamp(1, self.capacity)
+  }
+
+  /// Queues a line, waiting up to the stall timeout for room.
+  pub async fn push(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
+    if self.tx.is_closed() {
+      return Pushed::Closed;
+    }
+    let n = self.permits_for(line.len());
+    let permit = match self.budget.clone().try_acquire_many_owned(n) {
+      Ok(p) => p,
+      Err(_) => {
+        match tokio::time::timeout(self.stall, self.budget.clone().acquire_many_owned(n)).await {
+          Ok(Ok(p)) => p,
+          Ok(Err(_)) => return Pushed::Closed,
+          Err(_) => {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Pushed::Dropped;
+          }
+        }
+      }
+    };
+    self.enqueue(line, fd, Some(permit))
+  }
+
+  /// Queues a line only if there is room now (never waits).
+  pub fn try_push(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
+    let n = self.permits_for(line.len());
+    match self.budget.clone().try_acquire_many_owned(n) {
+      Ok(p) => self.enqueue(line, fd, Some(p)),
+      Err(_) if self.tx.is_closed() => Pushed::Closed,
+      Err(_) => {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        Pushed::Dropped
+      }
+    }
+  }
+
+  /// Queues a protocol line that must not be lost to the byte budget (cluster
+  /// replies, handles): counted against the budget only when room exists.
+  pub fn push_protocol(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
+    let n = self.permits_for(line.len());
+    let permit = self.budget.clone().try_acquire_many_owned(n).ok();
+    self.enqueue(line, fd, permit)
+  }
+
+  fn enqueue(
+    &self,
+    line: Bytes,
+    fd: Option<OwnedFd>,
+    permit: Option<OwnedSemaphorePermit>,
+  ) -> Pushed {
+    let item = Outbound {
+      line,
+      fd,
+      _permit: permit,
+    };
+    match self.tx.send(item) {
+      Ok(()) => Pushed::Queued,
+      Err(_) => Pushed::Closed,
+    }
+  }
+
+  /// Sends a control line ahead of the queue (e.g. `NODE_HANDLE_ACK`).
+  pub fn control(&self, line: &'static [u8]) {
+    let _ = self.control.send(Bytes::from_static(line));
+  }
+
+  /// Bytes queued and not yet written.
+  pub fn queued_bytes(&self) -> usize {
+    (self.capacity as usize).saturating_sub(self.budget.available_permits())
+  }
+}
+
+const MAX_BATCH_ITEMS: usize = 256;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+const MAX_HANDLE_RETRANSMISSIONS: u32 = 3;
+const HANDLE_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes everything queued for one worker until the queue closes or the
+/// socket fails. Returns why it stopped.
+pub async fn run_writer(
+  sock: Arc<AsyncFd<OwnedFd>>,
+  mut rx: OutboxReceiver,
+  replies: Arc<HandleReplySlot>,
+) -> std::io::Result<()> {
+  let mut batch: Vec<Outbound> = Vec::with_capacity(MAX_BATCH_ITEMS);
+  loop {
+    tokio::select! {
+      biased;
+      ctl = rx.control.recv() => match ctl {
+        Some(line) => write_all(&sock, &[line.as_ref()]).await?,
+        None => return Ok(()),
+      },
+      item = rx.rx.recv() => {
+        let Some(first) = item else { return Ok(()) };
+        if first.fd.is_some() {
+          send_handle(&sock, first, &mut rx, &replies).await?;
+          continue;
+        }
+        batch.push(first);
+        let mut bytes = batch[0].line.len();
+        let mut held_handle = None;
+        while batch.len() < MAX_BATCH_ITEMS && bytes < MAX_BATCH_BYTES {
+          match rx.rx.try_recv() {
+            Ok(next) if next.fd.is_some() => {
+              held_handle = Some(next);
+              break;
+            }
+            Ok(next) => {
+              bytes += next.line.len();
+              batch.push(next);
+            }
+            Err(_) => break,
+          }
+        }
+        let slices: Vec<&[u8]> = batch.iter().map(|o| o.line.as_ref()).collect();
+        let result = write_all(&sock, &slices).await;
+        batch.clear();
+        result?;
+        if let Some(handle) = held_handle {
+          send_handle(&sock, handle, &mut rx, &replies).await?;
+        }
+      }
+    }
+  }
+}
+
+async fn send_handle(
+  sock: &AsyncFd<OwnedFd>,
+  item: Outbound,
+  rx: &mut OutboxReceiver,
+  replies: &HandleReplySlot,
+) -> std::io::Result<()> {
+  let Some(fd) = item.fd.as_ref() else {
+    return write_all(sock, &[item.line.as_ref()]).await;
+  };
+  let mut attempts = 0;
+  loop {
+    write_with_fd(sock, &item.line, fd.as_raw_fd()).await?;
+    attempts += 1;
+    // Wait for the ACK, still writing control lines meanwhile.
+    let reply = tokio::time::timeout(HANDLE_ACK_TIMEOUT, async {
+      loop {
+        tokio::select! {
+          biased;
+          ctl = rx.control.recv() => match ctl {
+            Some(line) => write_all(sock, &[line.as_ref()]).await?,
+            None => return Ok::<_, std::io::Error>(None),
+          },
+          reply = replies.wait() => return Ok(Some(reply)),
+        }
+      }
+    })
+    .await;
+    match reply {
+      Ok(Ok(Some(HandleReply::Nack))) if attempts <= MAX_HANDLE_RETRANSMISSIONS => continue,
+      Ok(Ok(_)) => return Ok(()),
+      Ok(Err(e)) => return Err(e),
+      Err(_) => {
+        tracing::warn!(
+          "no NODE_HANDLE_ACK within {:?}; going on",
+          HANDLE_ACK_TIMEOUT
+        );
+        return Ok(());
+      }
+    }
+  }
+}
+
+async fn write_with_fd(sock: &AsyncFd<OwnedFd>, line: &[u8], fd: i32) -> std::io::Result<()> {
+  let mut sent_fd = false;
+  let mut offset = 0;
+  while offset < line.len() {
+    let mut guard = sock.writable().await?;
+    let attach = if sent_fd { None } else { Some(fd) };
+    match guard.try_io(|s| sys::send_with_fd(s.get_ref().as_raw_fd(), &line[offset..], attach)) {
+      Ok(Ok(n)) => {
+        sent_fd = true;
+        offset += n;
+      }
+      Ok(Err(e)) => return Err(e),
+      Err(_would_block) => continue,
+    }
+  }
+  Ok(())
+}
+
+/// Writes all of `bufs` in order, resuming after partial writes.
+async fn write_all(sock: &AsyncFd<OwnedFd>, bufs: &[&[u8]]) -> std::io::Result<()> {
+  let mut index = 0;
+  let mut offset = 0;
+  while index < bufs.len() {
+    let mut guard = sock.writable().await?;
+    let mut pending: Vec<&[u8]> = Vec::with_capacity((bufs.len() - index).min(64));
+    pending.push(&bufs[index][offset..]);
+    pending.extend(bufs[index + 1..].iter().take(63).copied());
+    match guard.try_io(|s| sys::send_vectored(s.get_ref().as_raw_fd(), &pending)) {
+      Ok(Ok(mut n)) => {
+        while n > 0 && index < bufs.len() {
+          let left = bufs[index].len() - offset;
+          if n >= left {
+            n -= left;
+            index += 1;
+            offset = 0;
+          } else {
+            offset += n;
+            n = 0;
+          }
+        }
+        while index < bufs.len() && bufs[index].len() == offset {
+          index += 1;
+          offset = 0;
+        }
+      }
+      Ok(Err(e)) => return Err(e),
+      Err(_would_block) => continue,
+    }
+  }
+  Ok(())
+}

@@ -1,0 +1,462 @@
+//! Everything that talks to the operating system directly (Linux first; the
+//! rest of the core goes through this module): the IPC socketpair, the
+//! child's setup between fork and exec, fd passing with SCM_RIGHTS, the
+//! process tree, signals and listen sockets.
+//!
+//! Must never: allocate or lock between fork and exec (`child_setup` only
+//! makes raw async-signal-safe syscalls), or leave a descriptor inheritable
+//! except the one end handed to a child on purpose.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The fd number Node expects its IPC channel on (`NODE_CHANNEL_FD`).
+pub const CHILD_CHANNEL_FD: RawFd = 3;
+
+/// A connected `AF_UNIX, SOCK_STREAM` pair, both ends close-on-exec; the
+/// master's end is non-blocking.
+pub fn ipc_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+  let mut fds = [0 as libc::c_int; 2];
+  // SAFETY: fds is a valid two-element array for socketpair to fill.
+  let rc = unsafe {
+    libc::socketpair(
+      libc::AF_UNIX,
+      libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+      0,
+      fds.as_mut_ptr(),
+    )
+  };
+  if rc != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  // SAFETY: socketpair succeeded, both fds are open and owned by nobody else.
+  let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+  set_nonblocking(ours.as_raw_fd())?;
+  Ok((ours, theirs))
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+  // SAFETY: plain fcntl on an fd we own.
+  unsafe {
+    let flags = libc::fcntl(fd, libc::F_GETFL);
+    if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+      return Err(io::Error::last_os_error());
+    }
+  }
+  Ok(())
+}
+
+/// Runs in the child between fork and exec: async-signal-safe calls only.
+/// Moves the channel to fd 3 (inheritable), asks for `death_signal` when the
+/// forking thread dies, closes the race where the master died first, and
+/// resets signal dispositions as libuv does for its children.
+///
+/// # Safety
+/// Only call from a `pre_exec` hook.
+pub unsafe fn child_setup(
+  channel_fd: RawFd,
+  master_pid: libc::pid_t,
+  death_signal: libc::c_int,
+) -> io::Result<()> {
+  if channel_fd == CHILD_CHANNEL_FD {
+    let flags = libc::fcntl(channel_fd, libc::F_GETFD);
+    if flags < 0 || libc::fcntl(channel_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+      return Err(io::Error::last_os_error());
+    }
+  } else if libc::dup2(channel_fd, CHILD_CHANNEL_FD) < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  if death_signal > 0 {
+    if libc::prctl(
+      libc::PR_SET_PDEATHSIG,
+      death_signal as libc::c_ulong,
+      0,
+      0,
+      0,
+    ) != 0
+    {
+      return Err(io::Error::last_os_error());
+    }
+    if libc::getppid() != master_pid {
+      return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+  }
+  for sig in 1..32 {
+    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+      libc::signal(sig, libc::SIG_DFL);
+    }
+  }
+  let mut empty: libc::sigset_t = std::mem::zeroed();
+  libc::sigemptyset(&mut empty);
+  libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+  Ok(())
+}
+
+/// Room for the fds one `recvmsg` may carry (Node sends one per message; a
+/// hostile worker may send more, which we take and close).
+const MAX_FDS_PER_READ: usize = 16;
+
+/// `recvmsg` into `buf`; received descriptors (close-on-exec) are pushed onto
+/// `fds`. Returns the byte count (0 at EOF).
+pub fn recv_with_fds(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+  const SPACE: usize = MAX_FDS_PER_READ * std::mem::size_of::<libc::c_int>();
+  // cmsg buffer, aligned for cmsghdr.
+  let mut control = [0u64; (SPACE + 64) / 8];
+  let mut iov = libc::iovec {
+    iov_base: buf.as_mut_ptr().cast(),
+    iov_len: buf.len(),
+  };
+  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+  msg.msg_iov = &mut iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.as_mut_ptr().cast();
+  msg.msg_controllen = std::mem::size_of_val(&control) as _;
+  // SAFETY: msg points at live buffers for the duration of the call.
+  let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+  if n < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  // SAFETY: walking the control buffer the kernel just filled, with its macros.
+  unsafe {
+    let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+    while !cmsg.is_null() {
+      if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+        let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
+        let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+        for i in 0..len / std::mem::size_of::<libc::c_int>() {
+          let raw = std::ptr::read_unaligned(data.add(i));
+          if raw >= 0 {
+            fds.push(OwnedFd::from_raw_fd(raw));
+          }
+        }
+      }
+      cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    }
+  }
+  Ok(n as usize)
+}
+
+/// `sendmsg` of `data`, with `fd` attached as SCM_RIGHTS when given.
+pub fn send_with_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<usize> {
+  let mut iov = libc::iovec {
+    iov_base: data.as_ptr() as *mut libc::c_void,
+    iov_len: data.len(),
+  };
+  let mut control = [0u64; 8];
+  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+  msg.msg_iov = &mut iov;
+  msg.msg_iovlen = 1;
+  if let Some(fd) = fd {
+    // SAFETY: the control buffer has room for one cmsghdr with one int.
+    unsafe {
+      msg.msg_control = control.as_mut_ptr().cast();
+      msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+      let cmsg = libc::CMSG_FIRSTHDR(&msg);
+      (*cmsg).cmsg_level = libc::SOL_SOCKET;
+      (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+      (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+      std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::c_int, fd);
+    }
+  }
+  // SAFETY: msg points at live buffers for the duration of the call.
+  let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+  if n < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(n as usize)
+}
+
+/// `writev` of several buffers (no fds), MSG_NOSIGNAL semantics via sendmsg.
+pub fn send_vectored(sock: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
+  let iovs: Vec<libc::iovec> = bufs
+    .iter()
+    .map(|b| libc::iovec {
+      iov_base: b.as_ptr() as *mut libc::c_void,
+      iov_len: b.len(),
+    })
+    .collect();
+  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+  msg.msg_iov = iovs.as_ptr() as *mut libc::iovec;
+  msg.msg_iovlen = iovs.len() as _;
+  // SAFETY: msg points at live buffers for the duration of the call.
+  let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+  if n < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(n as usize)
+}
+
+/// Shuts down the writing side of a socket (the peer reads EOF).
+pub fn shutdown_write(sock: RawFd) {
+  // SAFETY: shutdown on an fd we own; errors (already closed) are irrelevant.
+  unsafe {
+    libc::shutdown(sock, libc::SHUT_WR);
+  }
+}
+
+/// Every descendant of `pid` (children, grandchildren, …), read from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+  let Ok(dir) = std::fs::read_dir("/proc") else {
+    return Vec::new();
+  };
+  let mut parent_of: Vec<(u32, u32)> = Vec::new();
+  for entry in dir.flatten() {
+    let name = entry.file_name();
+    let Some(child) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+      continue;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+      continue;
+    };
+    // "pid (comm) state ppid …": comm may hold spaces and parens; take the last ')'.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+      continue;
+    };
+    let mut fields = rest.split_whitespace();
+    let _state = fields.next();
+    if let Some(ppid) = fields.next().and_then(|s| s.parse::<u32>().ok()) {
+      parent_of.push((child, ppid));
+    }
+  }
+  let mut found = Vec::new();
+  let mut frontier = vec![pid];
+  while let Some(p) = frontier.pop() {
+    for &(child, ppid) in &parent_of {
+      if ppid == p && !found.contains(&child) {
+        found.push(child);
+        frontier.push(child);
+      }
+    }
+  }
+  found
+}
+
+/// Sends `signal` to `pid`; false if it no longer exists.
+pub fn kill(pid: u32, signal: i32) -> bool {
+  let Ok(pid) = libc::pid_t::try_from(pid) else {
+    return false;
+  };
+  if pid <= 0 {
+    return false;
+  }
+  // SAFETY: kill(2) with a positive pid.
+  unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Whether a process exists (and is not a zombie we could still signal).
+pub fn alive(pid: u32) -> bool {
+  kill(pid, 0)
+}
+
+pub fn getpid() -> u32 {
+  std::process::id()
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+  ("SIGHUP", libc::SIGHUP),
+  ("SIGINT", libc::SIGINT),
+  ("SIGQUIT", libc::SIGQUIT),
+  ("SIGILL", libc::SIGILL),
+  ("SIGTRAP", libc::SIGTRAP),
+  ("SIGABRT", libc::SIGABRT),
+  ("SIGBUS", libc::SIGBUS),
+  ("SIGFPE", libc::SIGFPE),
+  ("SIGKILL", libc::SIGKILL),
+  ("SIGUSR1", libc::SIGUSR1),
+  ("SIGSEGV", libc::SIGSEGV),
+  ("SIGUSR2", libc::SIGUSR2),
+  ("SIGPIPE", libc::SIGPIPE),
+  ("SIGALRM", libc::SIGALRM),
+  ("SIGTERM", libc::SIGTERM),
+  ("SIGCHLD", libc::SIGCHLD),
+  ("SIGCONT", libc::SIGCONT),
+  ("SIGSTOP", libc::SIGSTOP),
+  ("SIGTSTP", libc::SIGTSTP),
+  ("SIGTTIN", libc::SIGTTIN),
+  ("SIGTTOU", libc::SIGTTOU),
+  ("SIGURG", libc::SIGURG),
+  ("SIGXCPU", libc::SIGXCPU),
+  ("SIGXFSZ", libc::SIGXFSZ),
+  ("SIGVTALRM", libc::SIGVTALRM),
+  ("SIGPROF", libc::SIGPROF),
+  ("SIGWINCH", libc::SIGWINCH),
+  ("SIGIO", libc::SIGIO),
+  ("SIGPWR", libc::SIGPWR),
+  ("SIGSYS", libc::SIGSYS),
+];
+
+pub fn signal_from_name(name: &str) -> Option<i32> {
+  SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+  SIGNALS.iter().find(|(_, s)| *s == signal).map(|(n, _)| *n)
+}
+
+/// Options of a listen socket the master creates for its workers.
+#[derive(Debug, Clone)]
+pub enum ListenAddr {
+  /// `None` address: dual-stack `::`, falling back to `0.0.0.0` (as Node).
+  Tcp {
+    address: Option<String>,
+    port: u16,
+    ipv6_only: bool,
+  },
+  Unix(String),
+}
+
+/// Creates, binds (and, when `listen` is set, listens on) a socket.
+/// Returns the raw OS errno on failure so it can be reported as Node does.
+pub fn bind_socket(
+  addr: &ListenAddr,
+  listen: Option<i32>,
+  reuse_port: bool,
+) -> Result<OwnedFd, i32> {
+  use socket2::{Domain, SockAddr, Socket, Type};
+  let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EINVAL);
+  let socket = match addr {
+    ListenAddr::Unix(path) => {
+      let s = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None).map_err(errno)?;
+      let sa = SockAddr::unix(path).map_err(errno)?;
+      s.bind(&sa).map_err(errno)?;
+      s
+    }
+    ListenAddr::Tcp {
+      address,
+      port,
+      ipv6_only,
+    } => {
+      let candidates: Vec<std::net::SocketAddr> = match address {
+        None => vec![
+          std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), *port),
+          std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), *port),
+        ],
+        Some(a) => match a.parse::<std::net::IpAddr>() {
+          Ok(ip) => vec![std::net::SocketAddr::new(ip, *port)],
+          Err(_) => return Err(libc::EINVAL),
+        },
+      };
+      let mut last = libc::EADDRNOTAVAIL;
+      let mut bound = None;
+      for sa in candidates {
+        let domain = if sa.is_ipv6() {
+          Domain::IPV6
+        } else {
+          Domain::IPV4
+        };
+        let s = Socket::new(domain, Type::STREAM.cloexec(), None).map_err(errno)?;
+        s.set_reuse_address(true).map_err(errno)?;
+        if reuse_port {
+          s.set_reuse_port(true).map_err(errno)?;
+        }
+        if sa.is_ipv6() {
+          let _ = s.set_only_v6(*ipv6_only);
+        }
+        match s.bind(&sa.into()) {
+          Ok(()) => {
+            bound = Some(s);
+            break;
+          }
+          Err(e) => last = errno(e),
+        }
+      }
+      bound.ok_or(last)?
+    }
+  };
+  if let Some(backlog) = listen {
+    socket.listen(backlog).map_err(errno)?;
+  }
+  Ok(socket.into())
+}
+
+/// The local address of a bound socket: (address, family, port).
+pub fn local_addr(fd: RawFd) -> Option<(String, &'static str, u16)> {
+  // SAFETY: borrowing the fd for a getsockname; ManuallyDrop keeps it open.
+  let socket = std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
+  let addr = socket.local_addr().ok()?;
+  let sa = addr.as_socket()?;
+  let family = if sa.is_ipv6() { "IPv6" } else { "IPv4" };
+  Some((sa.ip().to_string(), family, sa.port()))
+}
+
+/// Accepts one connection (close-on-exec); WouldBlock when none is waiting.
+pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
+  // SAFETY: accept4 with null address pointers is allowed.
+  let fd = unsafe {
+    libc::accept4(
+      listener,
+      std::ptr::null_mut(),
+      std::ptr::null_mut(),
+      libc::SOCK_CLOEXEC,
+    )
+  };
+  if fd < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  // SAFETY: accept4 returned a new fd that we own.
+  Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn signal_names_round_trip() {
+    assert_eq!(signal_from_name("SIGTERM"), Some(libc::SIGTERM));
+    assert_eq!(signal_name(libc::SIGKILL), Some("SIGKILL"));
+    assert_eq!(signal_from_name("SIGNOPE"), None);
+  }
+
+  #[test]
+  fn a_socketpair_carries_bytes_and_a_descriptor() {
+    let (a, b) = ipc_socketpair().expect("socketpair");
+    let (x, _y) = ipc_socketpair().expect("second pair");
+    send_with_fd(
+      b.as_raw_fd(),
+      b"{\"cmd\":\"NODE_HANDLE\"}\n",
+      Some(x.as_raw_fd()),
+    )
+    .expect("send");
+    let mut buf = [0u8; 64];
+    let mut fds = Vec::new();
+    let n = recv_with_fds(a.as_raw_fd(), &mut buf, &mut fds).expect("recv");
+    assert_eq!(&buf[..n], b"{\"cmd\":\"NODE_HANDLE\"}\n");
+    assert_eq!(fds.len(), 1);
+  }
+
+  #[test]
+  fn descendants_of_this_process_include_a_spawned_child() {
+    let mut child = std::process::Command::new("sleep")
+      .arg("5")
+      .spawn()
+      .expect("spawn sleep");
+    let found = descendants(std::process::id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found.contains(&child.id()));
+  }
+
+  #[test]
+  fn binding_a_busy_port_reports_eaddrinuse() {
+    let addr = ListenAddr::Tcp {
+      address: Some("127.0.0.1".into()),
+      port: 0,
+      ipv6_only: false,
+    };
+    let first = bind_socket(&addr, Some(16), false).expect("bind");
+    let port = local_addr(first.as_raw_fd()).expect("addr").2;
+    let again = ListenAddr::Tcp {
+      address: Some("127.0.0.1".into()),
+      port,
+      ipv6_only: false,
+    };
+    assert_eq!(
+      bind_socket(&again, Some(16), false).err(),
+      Some(libc::EADDRINUSE)
+    );
+  }
+}
