@@ -7,7 +7,8 @@
 
 const Master = require('./lib/master');
 const { WorkerPool } = require('./lib/pool');
-const { Messenger, WorkerMessenger } = require('./lib/messenger');
+const { Messenger } = require('./lib/messenger');
+const { WorkerMessenger } = require('./lib/worker_messenger');
 
 /**
  * Start an egg cluster; `callback` runs once every app worker listens (with an Error if the

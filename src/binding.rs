@@ -320,18 +320,16 @@ impl NativeCluster {
     Ok(NativeWorkerRef { id, pid })
   }
 
-  /// Routes an egg envelope (JSON text) sent by `from` (`'master'` or `'parent'`).
+  /// Routes an egg envelope (JSON text) on behalf of `from` (`'master'`,
+  /// `'parent'`, or `'agent'`/`'app'` for messages the master relays for them).
   #[napi]
   pub fn route(&self, from: String, json: String) -> Result<()> {
-    let sender = match Sender::parse(&from) {
-      Some(s @ (Sender::Master | Sender::Parent)) => s,
-      _ => {
-        return Err(Error::new(
-          Status::InvalidArg,
-          format!("from must be 'master' or 'parent', got {from:?}"),
-        ))
-      }
-    };
+    let sender = Sender::parse(&from).ok_or_else(|| {
+      Error::new(
+        Status::InvalidArg,
+        format!("from must be 'master', 'parent', 'agent' or 'app', got {from:?}"),
+      )
+    })?;
     self
       .core()?
       .route(sender, json.into_bytes())

@@ -715,6 +715,13 @@ impl Shared {
       Ok(Incoming::User(env)) => {
         if w.state() == WorkerState::Starting && w.kind == WorkerKind::Agent {
           w.set_state(WorkerState::Online);
+          self
+            .emit(Event::Online {
+              id: w.id,
+              pid: w.pid,
+              kind: w.kind,
+            })
+            .await;
         }
         self.route_envelope(w.kind.sender(), Some(w), &env).await;
       }

@@ -1,0 +1,287 @@
+'use strict';
+
+/**
+ * WorkerPool: the JavaScript face of the Rust core. It forks the agent and the
+ * app workers (real `node` processes with a Node-compatible IPC channel),
+ * supervises them and routes egg messages between them in Rust. Only messages
+ * for the master or the parent, and lifecycle events, cross into JavaScript.
+ *
+ *   master (this process) ── NativeCluster (Rust: spawn, IPC, router, listen)
+ *        │ events, in batches
+ *   WorkerPool ── 'fork' 'online' 'listening' 'message' 'parent'
+ *                 'disconnect' 'exit' 'error'
+ */
+
+const { EventEmitter } = require('events');
+const { NativeCluster } = require('../binding');
+
+const POLICIES = [ 'rr', 'none', 'reuseport' ];
+
+function positive(name, value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
+    const err = new TypeError(`options.${name} must be a positive number, got ${value}`);
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  return value;
+}
+
+function policyFrom(options) {
+  let policy = options.schedulingPolicy;
+  if (policy === undefined || policy === null) {
+    const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
+    policy = fromEnv && POLICIES.includes(fromEnv) ? fromEnv : 'rr';
+  }
+  if (!POLICIES.includes(policy)) {
+    const err = new TypeError(`options.schedulingPolicy must be one of ${POLICIES.join(', ')}, got ${policy}`);
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  return policy;
+}
+
+function envPairs(env) {
+  const pairs = [];
+  for (const key of Object.keys(env)) {
+    const value = env[key];
+    if (value === undefined || value === null) continue;
+    pairs.push([ key, String(value) ]);
+  }
+  return pairs;
+}
+
+/** Node's cluster `listening` address, built from the worker's message. */
+function listeningAddress(message) {
+  const address = {
+    addressType: message.addressType,
+    address: message.address,
+    port: message.port,
+  };
+  if (message.fd !== undefined) address.fd = message.fd;
+  return address;
+}
+
+class WorkerPool extends EventEmitter {
+  /**
+   * @param {object} [options]
+   * @param {number} [options.maxLineBytes] longest line accepted from a worker (64 MiB)
+   * @param {number} [options.queueBytes] bytes that may wait for one worker (256 MiB)
+   * @param {number} [options.stallTimeout] ms a sender waits for room before a drop (10000)
+   * @param {string} [options.schedulingPolicy] 'rr' (default), 'none' or 'reuseport'
+   * @param {string} [options.deathSignal] signal children get if the master dies ('SIGKILL')
+   */
+  constructor(options = {}) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError('options must be an object');
+    }
+    this.schedulingPolicy = policyFrom(options);
+    this._workers = new Map(); // pid -> worker
+    this._keepAlive = null;
+    this._closed = false;
+    this._native = new NativeCluster({
+      maxLineBytes: positive('maxLineBytes', options.maxLineBytes),
+      queueBytes: positive('queueBytes', options.queueBytes),
+      stallTimeoutMs: options.stallTimeout === undefined ? undefined : Number(options.stallTimeout),
+      schedulingPolicy: this.schedulingPolicy,
+      deathSignal: options.deathSignal,
+    }, events => this._onEvents(events));
+  }
+
+  /** Forks the agent: a plain child like `child_process.fork`. */
+  forkAgent(options) {
+    return this._fork('agent', options);
+  }
+
+  /** Forks an app worker: a cluster worker (`cluster.worker.id` is the returned id). */
+  forkApp(options) {
+    return this._fork('app', options);
+  }
+
+  _fork(kind, options = {}) {
+    if (this._closed) throw new Error('WorkerPool is closed');
+    if (!options.exec || typeof options.exec !== 'string') {
+      throw new TypeError('options.exec must be the path of the script to run');
+    }
+    const execArgv = options.execArgv || process.execArgv;
+    const args = [ ...execArgv, options.exec, ...(options.args || []).map(String) ];
+    const ref = this._native.spawn({
+      kind,
+      exec: options.execPath || process.execPath,
+      args,
+      env: envPairs(options.env || process.env),
+      cwd: options.cwd,
+    });
+    const worker = {
+      id: ref.id,
+      pid: ref.pid,
+      kind,
+      state: 'starting',
+      exitedAfterDisconnect: false,
+    };
+    this._workers.set(ref.pid, worker);
+    this._updateKeepAlive();
+    return { id: ref.id, pid: ref.pid };
+  }
+
+  /**
+   * Routes an egg envelope `{action, data, to, receiverPid}` with egg's rules.
+   * `msg.from` says on whose behalf (default 'master').
+   */
+  send(msg) {
+    if (this._closed) return this;
+    const from = msg.from || 'master';
+    this._native.route(from, JSON.stringify(msg));
+    return this;
+  }
+
+  /** Sends a message to one worker as is, without routing. False if dropped. */
+  sendToWorker(pid, msg) {
+    if (this._closed) return false;
+    try {
+      return this._native.sendRaw(pid, JSON.stringify(msg));
+    } catch (err) {
+      return false;
+    }
+  }
+
+  disconnect(pid) {
+    const worker = this._workers.get(pid);
+    if (worker) worker.exitedAfterDisconnect = true;
+    try {
+      this._native.disconnect(pid);
+    } catch (_) {
+      // already gone
+    }
+  }
+
+  kill(pid, signal = 'SIGTERM') {
+    try {
+      return this._native.kill(pid, signal);
+    } catch (err) {
+      if (/unknown signal/.test(err.message)) throw err;
+      return false;
+    }
+  }
+
+  /** SIGTERM the worker and its descendants; SIGKILL what is left after `timeout` ms. */
+  async terminate(pid, timeout) {
+    if (this._closed) return;
+    try {
+      await this._native.terminate(pid, timeout);
+    } catch (_) {
+      // the worker was already gone
+    }
+  }
+
+  /** The workers that have not exited yet. */
+  workers() {
+    if (this._closed) return [];
+    return this._native.workers();
+  }
+
+  /** A worker by pid (the JS view, kept until its exit event). */
+  get(pid) {
+    return this._workers.get(pid);
+  }
+
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    this._native.close();
+    this._workers.clear();
+    this._updateKeepAlive();
+  }
+
+  _updateKeepAlive() {
+    const needed = !this._closed && this._workers.size > 0;
+    if (needed && !this._keepAlive) {
+      this._keepAlive = setInterval(() => {}, 1 << 30);
+    } else if (!needed && this._keepAlive) {
+      clearInterval(this._keepAlive);
+      this._keepAlive = null;
+    }
+  }
+
+  _onEvents(events) {
+    for (const ev of events) {
+      try {
+        this._onEvent(ev);
+      } catch (err) {
+        // a listener threw: report it without losing the rest of the batch
+        process.nextTick(() => { throw err; });
+      }
+    }
+  }
+
+  _onEvent(ev) {
+    const worker = ev.pid ? this._workers.get(ev.pid) : undefined;
+    switch (ev.kind) {
+      case 'fork':
+        if (worker) this.emit('fork', worker);
+        break;
+      case 'online':
+        if (worker) {
+          worker.state = 'online';
+          this.emit('online', worker);
+        }
+        break;
+      case 'listening': {
+        if (!worker) break;
+        worker.state = 'listening';
+        let message;
+        try {
+          message = JSON.parse(ev.data);
+        } catch (_) {
+          break;
+        }
+        this.emit('listening', worker, listeningAddress(message));
+        break;
+      }
+      case 'message': {
+        let msg;
+        try {
+          msg = JSON.parse(ev.data);
+        } catch (_) {
+          break;
+        }
+        const from = worker || ev.worker;
+        this.emit(ev.to === 'parent' ? 'parent' : 'message', msg, from);
+        break;
+      }
+      case 'disconnect':
+        if (worker) {
+          if (worker.state !== 'dead') worker.state = 'disconnected';
+          this.emit('disconnect', worker);
+        }
+        break;
+      case 'exit':
+        if (worker) {
+          worker.state = 'dead';
+          worker.exitedAfterDisconnect = worker.exitedAfterDisconnect || !!ev.exitedAfterDisconnect;
+          this._workers.delete(ev.pid);
+          this._updateKeepAlive();
+          const code = ev.code === undefined ? null : ev.code;
+          const signal = ev.signal === undefined ? null : ev.signal;
+          worker.exitCode = code;
+          worker.signalCode = signal;
+          this.emit('exit', worker, code, signal);
+        }
+        break;
+      case 'error': {
+        const err = new Error(ev.message || 'worker error');
+        err.code = ev.errorCode;
+        if (ev.pid) err.pid = ev.pid;
+        if (ev.id) err.id = ev.id;
+        // bad input never crashes the master: without a listener it is dropped
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+module.exports = { WorkerPool, listeningAddress };
