@@ -640,7 +640,7 @@ class Master extends EventEmitter {
         return;
       }
       try {
-        this.pool.sendToWorker(worker.id, 'sticky-session:connection', connection);
+        this.pool.sendToWorker(worker.pid, 'sticky-session:connection', connection);
       } catch (err) {
         this.logger.error(err);
         connection.destroy();
@@ -709,7 +709,7 @@ class Master extends EventEmitter {
     }
     worker.killSignal = signal;
     try {
-      this.pool.disconnect(worker.id);
+      this.pool.disconnect(worker.pid);
     } catch (err) {
       this.logger.error(err);
     }
@@ -718,7 +718,7 @@ class Master extends EventEmitter {
   signalAppWorker(worker, signal) {
     if (worker.isDead) return;
     try {
-      this.pool.kill(worker.id, signal);
+      this.pool.kill(worker.pid, signal);
     } catch (err) {
       this.logger.error(err);
     }
@@ -778,7 +778,7 @@ class Master extends EventEmitter {
     const workers = Array.from(this.appWorkers.values()).filter(w => !w.isDead);
     await Promise.all(workers.map(worker => {
       worker.disableRefork = true;
-      return this.pool.terminate(worker.id, timeout);
+      return this.pool.terminate(worker.pid, timeout);
     }));
   }
 
@@ -787,7 +787,7 @@ class Master extends EventEmitter {
     if (!agent) return;
     this.log('[master] kill agent worker with signal SIGTERM');
     agent.killing = true;
-    await this.pool.terminate(agent.poolId, timeout);
+    await this.pool.terminate(agent.pid, timeout);
   }
 
   onExit(code) {
