@@ -201,7 +201,7 @@ impl NativeCluster {
     let options = options.unwrap_or_default();
     let mut config = Config::default();
     if let Some(v) = options.max_line_bytes {
-      if !(v >= 1.0) {
+      if v.is_nan() || v < 1.0 {
         return Err(Error::new(
           Status::InvalidArg,
           "maxLineBytes must be a positive number",
@@ -210,7 +210,7 @@ impl NativeCluster {
       config.max_line_bytes = v as usize;
     }
     if let Some(v) = options.queue_bytes {
-      if !(v >= 1.0) {
+      if v.is_nan() || v < 1.0 {
         return Err(Error::new(
           Status::InvalidArg,
           "queueBytes must be a positive number",
@@ -219,7 +219,7 @@ impl NativeCluster {
       config.queue_bytes = v as usize;
     }
     if let Some(v) = options.stall_timeout_ms {
-      if !(v >= 0.0) {
+      if v.is_nan() || v < 0.0 {
         return Err(Error::new(
           Status::InvalidArg,
           "stallTimeoutMs must be >= 0",
@@ -407,10 +407,4 @@ impl NativeCluster {
       std::thread::spawn(move || drop(core));
     }
   }
-}
-
-/// The descendants of a process (children, grandchildren, …).
-#[napi]
-pub fn process_descendants(pid: u32) -> Vec<u32> {
-  sys::descendants(pid)
 }

@@ -105,6 +105,15 @@ mod tests {
   use Destination::*;
   use Sender::{Agent as FromAgent, App as FromApp, Master as FromMaster, Parent as FromParent};
 
+  /// from, to, receiverPid → expected to, expected destination
+  type Row = (
+    Sender,
+    Option<&'static str>,
+    Option<ReceiverPid>,
+    Option<&'static str>,
+    Destination,
+  );
+
   const MASTER: u32 = 100;
   const AGENT: u32 = 200;
 
@@ -112,7 +121,7 @@ mod tests {
   fn every_rule_of_the_design_table() {
     let pid = |p| Some(ReceiverPid::Pid(p));
     #[rustfmt::skip]
-    let table: Vec<(Sender, Option<&str>, Option<ReceiverPid>, Option<&str>, Destination)> = vec![
+    let table: Vec<Row> = vec![
       // default `to` per sender
       (FromAgent, None, None, Some("app"), Apps),
       (FromApp, None, None, Some("agent"), Agent),

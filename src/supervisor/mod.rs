@@ -174,6 +174,9 @@ pub enum Event {
   },
 }
 
+/// Becomes `Some((code, signal))` when the child has exited.
+pub type ExitWatch = watch::Receiver<Option<(Option<i32>, Option<i32>)>>;
+
 /// One live (or dying) child.
 pub struct Worker {
   pub id: u32,
@@ -183,7 +186,7 @@ pub struct Worker {
   exited_after_disconnect: AtomicBool,
   outbox: Outbox,
   seq: AtomicU64,
-  exit: watch::Receiver<Option<(Option<i32>, Option<i32>)>>,
+  exit: ExitWatch,
   sock: Arc<AsyncFd<OwnedFd>>,
 }
 
@@ -534,11 +537,7 @@ impl Drop for Core {
 }
 
 /// Terminates a process tree (see `Core::terminate`).
-pub async fn terminate_tree(
-  pid: u32,
-  exit: Option<watch::Receiver<Option<(Option<i32>, Option<i32>)>>>,
-  timeout: Duration,
-) {
+pub async fn terminate_tree(pid: u32, exit: Option<ExitWatch>, timeout: Duration) {
   let children = sys::descendants(pid);
   sys::kill(pid, libc::SIGTERM);
   for &c in &children {
