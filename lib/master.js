@@ -846,9 +846,15 @@ function isProduction(options) {
   return process.env.NODE_ENV === 'production';
 }
 
-// Node's cluster.schedulingPolicy (NODE_CLUSTER_SCHED_POLICY or set by the user) for the pool
 function poolOptions() {
-  return { schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_NONE ? 'none' : 'rr' };
+  return {
+    // Node's cluster.schedulingPolicy (NODE_CLUSTER_SCHED_POLICY, or set by the user)
+    schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_NONE ? 'none' : 'rr',
+    // no death signal: when the master dies, workers see their channel close, as with egg-cluster
+    // (the agent logs `receive disconnect event on child_process fork mode` and exits 110, app
+    // workers log `receive disconnect event in cluster fork mode` and exit)
+    deathSignal: '',
+  };
 }
 
 function getAddress({ addressType, address, port, protocol }) {
