@@ -104,7 +104,16 @@ class WorkerPool extends EventEmitter {
     if (!options.exec || typeof options.exec !== 'string') {
       throw new TypeError('options.exec must be the path of the script to run');
     }
-    const execArgv = options.execArgv || process.execArgv;
+    let execArgv = options.execArgv || process.execArgv;
+    if (execArgv === process.execArgv && process._eval != null) {
+      // a master started with `node -e <code>` must not run <code> again in
+      // every child (a fork bomb): drop the switch and its code, as Node's fork
+      const index = execArgv.lastIndexOf(process._eval);
+      if (index > 0) {
+        execArgv = execArgv.slice();
+        execArgv.splice(index - 1, 2);
+      }
+    }
     const args = [ ...execArgv, options.exec, ...(options.args || []).map(String) ];
     const ref = this._native.spawn({
       kind,
