@@ -1,5 +1,6 @@
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const mm = require('egg-mock');
 
@@ -24,11 +25,16 @@ exports.cluster = (name, options) => mm.cluster(Object.assign({
 
 exports.sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
-// true while a process with this pid exists
+// true while a process with this pid runs (a zombie waiting for init to reap it is dead)
 exports.alive = pid => {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
