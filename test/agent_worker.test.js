@@ -4,7 +4,8 @@ const assert = require('assert');
 const { once } = require('events');
 const mm = require('egg-mock');
 const request = require('supertest');
-const { cluster, sleep } = require('./utils');
+const coffee = require('coffee');
+const { cluster, sleep, waitFor, getFilepath } = require('./utils');
 
 describe('test/agent_worker.test.js', () => {
   let app;
@@ -47,6 +48,48 @@ describe('test/agent_worker.test.js', () => {
     assert.strictEqual(agentDied, true);
     assert.strictEqual(app.proc.exitCode, null);
     await request(`http://127.0.0.1:${app.port}`).get('/').expect(404);
+  });
+
+  it('starts the agent with --inspect-port=EGG_AGENT_DEBUG_PORT when debugging', async () => {
+    mm(process.env, 'EGG_AGENT_DEBUG_PORT', '15800');
+    app = cluster('apps/agent-debug-port', { isDebug: true });
+    await app.expect('code', 0).expect('stdout', /agent execArgv: \["--inspect-port=15800"\]/).end();
+  });
+
+  it('starts the agent with --inspect-port=5800 by default when debugging', async () => {
+    app = cluster('apps/agent-debug-port', { isDebug: true });
+    await app.expect('code', 0).expect('stdout', /agent execArgv: \["--inspect-port=5800"\]/).end();
+  });
+
+  it('exits 1 when the agent dies while app workers start', async () => {
+    app = cluster('apps/agent-die-on-forkapp');
+    await app.expect('code', 1)
+      .expect('stdout', /\[master\] agent_worker#1:\d+ started/)
+      .expect('stderr', /nodejs\.AgentWorkerDiedError: \[master\] agent_worker#1:\d+ died \(code: 1, signal: null\)/)
+      .expect('stderr', /\[master\] agent_worker#1:\d+ start fail, exiting with code:1/)
+      .expect('stderr', /\[master\] exit with code:1/)
+      .notExpect('stdout', /try to start a new agent_worker/)
+      .end();
+  });
+
+  it('keeps reforking the agent after the parent disconnects, without IPC errors', async () => {
+    app = null;
+    const baseDir = getFilepath('apps/agent-exit-after-ready');
+    const proc = coffee.fork(getFilepath('start-cluster.js'), [ JSON.stringify({ baseDir, workers: 1, port: 17897 }) ]);
+    try {
+      await waitFor(() => proc.proc && proc.proc.connected);
+      await new Promise(resolve => proc.proc.on('message', msg => {
+        if (msg && msg.action === 'egg-ready') resolve();
+      }));
+      // what egg-scripts start --daemon does once it saw egg-ready
+      proc.proc.disconnect();
+      await waitFor(() => /\[master\] agent_worker#3:\d+ started/.test(proc.stdout), 15000);
+      assert.strictEqual(proc.proc.exitCode, null);
+      assert.doesNotMatch(proc.stderr, /channel closed|ERR_IPC|EPIPE/);
+    } finally {
+      proc.proc.kill('SIGTERM');
+      await once(proc.proc, 'exit');
+    }
   });
 
   it('exits 110 when the master disappears', async () => {

@@ -47,6 +47,14 @@ describe('test/app_worker.test.js', () => {
         .end();
     });
 
+    it('exits 1 when the app throws while loading', async () => {
+      app = cluster('apps/worker-die');
+      await app.expect('code', 1)
+        .expect('stderr', /app worker throw/)
+        .expect('stderr', /\[master\] app_worker#1:\d+ start fail, exiting with code:1/)
+        .end();
+    });
+
     it('exits 1 when the app does not start within workerStartTimeout', async () => {
       app = cluster('apps/app-start-timeout');
       await app.expect('code', 1)
@@ -115,6 +123,31 @@ describe('test/app_worker.test.js', () => {
         proc.proc.kill('SIGTERM');
         await once(proc.proc, 'exit');
       }
+    });
+
+    it('listens with config.cluster.listen.reusePort', async () => {
+      app = null;
+      const baseDir = getFilepath('apps/app-listen-reuse-port');
+      const proc = coffee.fork(getFilepath('start-cluster.js'), [ JSON.stringify({ baseDir, workers: 2 }) ]);
+      try {
+        await waitFor(() => /egg started on http:\/\/.+?:17011/.test(proc.stdout));
+        assert.strictEqual(proc.stdout.match(/started at 17011/g).length, 2);
+        await request('http://127.0.0.1:17011').get('/').expect(200, 'done');
+        await request('http://127.0.0.1:17011').get('/port').expect(200, '17011');
+      } finally {
+        proc.proc.kill('SIGTERM');
+        await once(proc.proc, 'exit');
+      }
+    });
+
+    it('serves plain http on debugPort beside https', async () => {
+      const debugPort = 17898;
+      app = cluster('apps/https-server', { debugPort });
+      await app.expect('code', 0)
+        .expect('stdout', /egg started on https:\/\/127\.0\.0\.1:\d+/)
+        .expect('stdout', new RegExp(`egg started on http://127\\.0\\.0\\.1:${debugPort}\\n`))
+        .end();
+      await request(`http://127.0.0.1:${debugPort}`).get('/').expect(200, 'done');
     });
 
     it('listens on config.cluster.listen.path', async () => {

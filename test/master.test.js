@@ -62,6 +62,30 @@ describe('test/master.test.js', () => {
       await app.expect('code', 0).expect('stdout', /egg started on http:\/\/127\.0\.0\.1:\d+/).end();
     });
 
+    it('starts with reusePort', async () => {
+      mm.env('local');
+      app = cluster('apps/master-worker-started', { reusePort: true });
+      await app.expect('code', 0).expect('stdout', /egg started on http:\/\/.+:\d+/).end();
+      await request(`http://127.0.0.1:${app.port}`).get('/').expect(200, 'hi egg');
+    });
+
+    it('starts 4 workers with reusePort in prod env, counting each worker once', async () => {
+      mm.env('prod');
+      app = cluster('apps/master-worker-started', { reusePort: true, workers: 4 });
+      await app.expect('code', 0).expect('stdout', /egg started on http:\/\/.+:\d+/).end();
+      assert.strictEqual(app.stdout.match(/\[master\] app_worker#\d:\d+ started at \d+/g).length, 4);
+      assert.match(app.stdout, /remain 0/);
+      assert.doesNotMatch(app.stdout, /remain -/);
+    });
+
+    it('passes unknown options through to the Application and the Agent', async () => {
+      app = cluster('apps/options-pass-through', { foo: true });
+      await app.expect('code', 0)
+        .expect('stdout', /app options foo: true/)
+        .expect('stdout', /agent options foo: true/)
+        .end();
+    });
+
     it('loads options.require in the agent and in app workers', async () => {
       app = cluster('apps/options-require', { require: getFilepath('apps/options-require/inject.js') });
       await app.expect('code', 0)
