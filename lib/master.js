@@ -137,7 +137,7 @@ class Master extends EventEmitter {
     this.healthTimer = null;
 
     this.readyState = new ReadyState();
-    this.pool = new WorkerPool(poolOptions());
+    this.pool = new WorkerPool(poolOptions(this.options));
     this.messenger = new Messenger(this, this.pool);
     this.listenPool();
 
@@ -846,10 +846,12 @@ function isProduction(options) {
   return process.env.NODE_ENV === 'production';
 }
 
-function poolOptions() {
+function poolOptions(options) {
+  let schedulingPolicy = options.schedulingPolicy;
+  // cluster.schedulingPolicy set by the user before startCluster; else the pool reads NODE_CLUSTER_SCHED_POLICY
+  if (!schedulingPolicy && cluster.schedulingPolicy === cluster.SCHED_NONE) schedulingPolicy = 'none';
   return {
-    // Node's cluster.schedulingPolicy (NODE_CLUSTER_SCHED_POLICY, or set by the user)
-    schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_NONE ? 'none' : 'rr',
+    schedulingPolicy,
     // no death signal: when the master dies, workers see their channel close, as with egg-cluster
     // (the agent logs `receive disconnect event on child_process fork mode` and exits 110, app
     // workers log `receive disconnect event in cluster fork mode` and exit)

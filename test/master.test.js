@@ -78,6 +78,16 @@ describe('test/master.test.js', () => {
       assert.doesNotMatch(app.stdout, /remain -/);
     });
 
+    [ 'none', 'reuseport' ].forEach(schedulingPolicy => {
+      it(`serves with schedulingPolicy ${schedulingPolicy}`, async () => {
+        app = cluster('apps/master-worker-started', { schedulingPolicy, workers: 2 });
+        await app.expect('code', 0).expect('stdout', /egg started on http:\/\/127\.0\.0\.1:\d+/).end();
+        for (let i = 0; i < 4; i++) {
+          await request(`http://127.0.0.1:${app.port}`).get('/').expect(200, 'hi egg');
+        }
+      });
+    });
+
     it('passes unknown options through to the Application and the Agent', async () => {
       app = cluster('apps/options-pass-through', { foo: true });
       await app.expect('code', 0)
