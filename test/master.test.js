@@ -462,20 +462,37 @@ describe('test/master.test.js', () => {
   });
 
   describe('health check', () => {
+    const startedFile = getFilepath('apps/check-status/logs/started');
+
+    beforeEach(() => fs.rmSync(startedFile, { force: true }));
+    afterEach(() => fs.rmSync(startedFile, { force: true }));
     afterEach(() => app.close());
+
+    it('exits 1 in production when no app worker is left for three checks', async function() {
+      this.timeout(90000);
+      mm.env('prod');
+      app = cluster('apps/check-status');
+      await app.ready();
+      fs.mkdirSync(path.dirname(startedFile), { recursive: true });
+      fs.writeFileSync(startedFile, '');
+      app.proc.send({ to: 'app', action: 'kill' });
+      const [ code ] = await once(app.proc, 'exit');
+      assert.strictEqual(code, 1);
+      // the reforked worker died while starting and was not reforked again
+      assert.strictEqual(app.stdout.match(/\[master\] app_worker#\d:\d+ start, state: none/g).length, 2);
+      assert(app.stderr.includes('nodejs.ClusterWorkerExceptionError: [master] 1 agent and 0 worker(s) alive, exit to avoid unknown state'));
+      assert(app.stderr.includes('[master] exit with code:1'));
+    });
 
     it('exits 1 in production when no agent has started for three checks', async function() {
       this.timeout(90000);
       mm.env('prod');
-      const baseDir = getFilepath('apps/check-status');
-      fs.rmSync(path.join(baseDir, 'logs/started'), { force: true });
       app = cluster('apps/check-status');
       await app.ready();
-      fs.mkdirSync(path.join(baseDir, 'logs'), { recursive: true });
-      fs.writeFileSync(path.join(baseDir, 'logs/started'), '');
+      fs.mkdirSync(path.dirname(startedFile), { recursive: true });
+      fs.writeFileSync(startedFile, '');
       app.proc.send({ to: 'agent', action: 'kill' });
       const [ code ] = await once(app.proc, 'exit');
-      fs.rmSync(path.join(baseDir, 'logs/started'), { force: true });
       assert.strictEqual(code, 1);
       assert(app.stderr.includes('nodejs.ClusterWorkerExceptionError: [master] 0 agent and 1 worker(s) alive, exit to avoid unknown state'));
       assert(app.stderr.includes('[master] exit with code:1'));
