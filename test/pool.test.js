@@ -1,0 +1,246 @@
+'use strict';
+
+const assert = require('assert');
+const { spawn } = require('child_process');
+const { PoolHarness, alive, sleep, waitUntil } = require('./fixtures/pool/harness');
+
+describe('test/pool.test.js', () => {
+  let h;
+
+  afterEach(() => {
+    if (h) h.close();
+    h = null;
+  });
+
+  describe('disconnect', () => {
+    it('pool.disconnect(pid) makes an app worker exit with code 0 and exitedAfterDisconnect true', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.pool.disconnect(app.pid);
+      const exit = await h.exit(app.pid);
+      assert.strictEqual(exit.code, 0);
+      assert.strictEqual(exit.signal, null);
+      assert.strictEqual(exit.worker.exitedAfterDisconnect, true);
+    });
+
+    it("pool.disconnect(pid) emits 'disconnect' for the worker before its 'exit'", async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.pool.disconnect(app.pid);
+      await h.exit(app.pid);
+      const kinds = h.events.filter(e => (e.type === 'disconnect' || e.type === 'exit') && e.value.pid === app.pid)
+        .map(e => e.type);
+      assert.deepStrictEqual(kinds, [ 'disconnect', 'exit' ]);
+    });
+
+    it('cluster.worker.disconnect() inside an app worker makes it exit with code 0 and exitedAfterDisconnect true', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'disconnect');
+      const exit = await h.exit(app.pid);
+      assert.strictEqual(exit.code, 0);
+      assert.strictEqual(exit.signal, null);
+      assert.strictEqual(exit.worker.exitedAfterDisconnect, true);
+    });
+
+    it("pool.disconnect(pid) of the agent closes its channel: the agent sees 'disconnect' and exits", async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      h.pool.disconnect(agent.pid);
+      const exit = await h.exit(agent.pid);
+      assert.strictEqual(exit.code, 0);
+      assert.strictEqual(exit.worker.exitedAfterDisconnect, true);
+    });
+
+    it('an app worker that exits on its own has exitedAfterDisconnect false', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'exit', { code: 0 });
+      const exit = await h.exit(app.pid);
+      assert.strictEqual(exit.code, 0);
+      assert.strictEqual(exit.worker.exitedAfterDisconnect, false);
+    });
+
+    it('the other workers keep exchanging messages after one is disconnected', async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      const a = await h.fork('app');
+      const b = await h.fork('app');
+      h.pool.disconnect(a.pid);
+      await h.exit(a.pid);
+      h.ctl(agent.pid, 'send', { msg: { action: 'after-disconnect' } });
+      await h.got(b.pid, m => m.action === 'after-disconnect');
+      await sleep(300);
+      assert.deepStrictEqual(h.received(m => m.action === 'after-disconnect').map(g => g.pid), [ b.pid ]);
+    });
+  });
+
+  describe('exit code and signal', () => {
+    it('an app worker calling process.exit(3) is reported with code 3 and no signal', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'exit', { code: 3 });
+      const exit = await h.exit(app.pid);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ 3, null ]);
+    });
+
+    it('a worker killed with SIGKILL is reported with signal SIGKILL and code null', async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      assert.strictEqual(h.pool.kill(agent.pid, 'SIGKILL'), true);
+      const exit = await h.exit(agent.pid);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ null, 'SIGKILL' ]);
+    });
+
+    it('pool.kill(pid) sends SIGTERM by default', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.pool.kill(app.pid);
+      const exit = await h.exit(app.pid);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ null, 'SIGTERM' ]);
+    });
+
+    it('an exited worker leaves pool.workers() and pool.get()', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      assert(h.pool.get(app.pid));
+      h.ctl(app.pid, 'exit', { code: 0 });
+      await h.exit(app.pid);
+      assert.strictEqual(h.pool.get(app.pid), undefined);
+      assert.deepStrictEqual(h.pool.workers().filter(w => w.pid === app.pid), []);
+    });
+
+    it('every exit is reported with its code and signal while this process runs 60 child_process children at once', async () => {
+      h = new PoolHarness();
+      const workers = [];
+      for (let i = 0; i < 8; i++) workers.push(await h.fork(i % 4 === 0 ? 'agent' : 'app'));
+      // what each worker will do, and what its exit must say
+      const plans = workers.map((w, i) => {
+        switch (i % 4) {
+          case 0: return { pid: w.pid, kill: 'SIGKILL', want: [ null, 'SIGKILL' ] };
+          case 1: return { pid: w.pid, exit: 10 + i, want: [ 10 + i, null ] };
+          case 2: return { pid: w.pid, kill: 'SIGTERM', want: [ null, 'SIGTERM' ] };
+          default: return { pid: w.pid, kill: 'SIGHUP', want: [ null, 'SIGHUP' ] };
+        }
+      });
+      // 60 children of this process, exiting at the same time as the workers
+      const others = [];
+      for (let i = 0; i < 60; i++) {
+        others.push(new Promise((resolve, reject) => {
+          const child = spawn('/bin/sh', [ '-c', `sleep 0.${i % 5}; exit ${i % 7}` ], { stdio: 'ignore' });
+          child.on('error', reject);
+          child.on('exit', (code, signal) => resolve({ i, code, signal }));
+        }));
+      }
+      for (const plan of plans) {
+        if (plan.kill) h.pool.kill(plan.pid, plan.kill);
+        else h.ctl(plan.pid, 'exit', { code: plan.exit });
+        await sleep(30);
+      }
+      for (const plan of plans) {
+        const exit = await h.exit(plan.pid, 15000);
+        assert.deepStrictEqual([ exit.code, exit.signal ], plan.want, `exit of worker ${plan.pid}`);
+      }
+      for (const o of await Promise.all(others)) {
+        assert.deepStrictEqual([ o.code, o.signal ], [ o.i % 7, null ], `exit of child_process #${o.i}`);
+      }
+      assert.strictEqual(h.all('exit').length, 8);
+    });
+  });
+
+  describe('terminate(pid, timeout)', () => {
+    it('an app worker that does not handle SIGTERM exits by SIGTERM long before the timeout', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      const start = Date.now();
+      await h.pool.terminate(app.pid, 5000);
+      assert(Date.now() - start < 3000, `took ${Date.now() - start}ms`);
+      const exit = await h.exit(app.pid);
+      assert.strictEqual(exit.signal, 'SIGTERM');
+    });
+
+    it('a worker that ignores SIGTERM is SIGKILLed once the timeout has passed', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'ignoreSigterm');
+      await h.report('ignoring-sigterm', app.pid);
+      const start = Date.now();
+      await h.pool.terminate(app.pid, 800);
+      const took = Date.now() - start;
+      assert(took >= 700, `resolved after ${took}ms, before the timeout`);
+      assert(took < 5000, `resolved after ${took}ms`);
+      const exit = await h.exit(app.pid);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ null, 'SIGKILL' ]);
+      assert(h.all('message', e => e.msg.action === 'sigterm-ignored' && e.msg.data.pid === app.pid).length >= 1,
+        'the worker got SIGTERM first');
+    });
+
+    it("terminate resolves only once the worker has exited", async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'ignoreSigterm');
+      await h.report('ignoring-sigterm', app.pid);
+      await h.pool.terminate(app.pid, 300);
+      assert.strictEqual(alive(app.pid), false);
+    });
+
+    it('a grandchild that ignores SIGTERM is killed too when its parent worker ignores SIGTERM', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'ignoreSigterm');
+      await h.report('ignoring-sigterm', app.pid);
+      h.ctl(app.pid, 'grandchild');
+      const { pid: grandchild } = await h.report('grandchild');
+      assert(alive(grandchild));
+      await h.pool.terminate(app.pid, 500);
+      await waitUntil(() => !alive(grandchild), 2000, `grandchild ${grandchild} to die`);
+    });
+
+    it('a grandchild that ignores SIGTERM is killed after the timeout even when its parent died of SIGTERM at once', async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      h.ctl(agent.pid, 'grandchild');
+      const { pid: grandchild } = await h.report('grandchild');
+      await h.pool.terminate(agent.pid, 500);
+      const exit = await h.exit(agent.pid);
+      assert.strictEqual(exit.signal, 'SIGTERM');
+      await waitUntil(() => !alive(grandchild), 2000, `grandchild ${grandchild} to die`);
+    });
+
+    it('terminate of a pid that is not a worker resolves without killing anything', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      await h.pool.terminate(999999999, 100);
+      assert(alive(app.pid));
+    });
+  });
+
+  describe('close()', () => {
+    it('kills every worker and its descendants', async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'grandchild');
+      const { pid: grandchild } = await h.report('grandchild');
+      h.close();
+      await waitUntil(() => !alive(agent.pid) && !alive(app.pid) && !alive(grandchild), 2000, 'every process to die');
+    });
+
+    it('forking after close() throws', () => {
+      h = new PoolHarness();
+      h.close();
+      assert.throws(() => h.pool.forkApp({ exec: __filename }), /closed/);
+    });
+
+    it('lets this process exit once the last worker is gone', async () => {
+      // the pool keeps the event loop alive while it has workers, not after
+      const child = spawn(process.execPath, [ require.resolve('./fixtures/pool/exits_when_done.js') ], { stdio: [ 'ignore', 'pipe', 'inherit' ] });
+      let out = '';
+      child.stdout.on('data', d => { out += d; });
+      const [ code, signal ] = await new Promise(resolve => child.on('exit', (c, s) => resolve([ c, s ])));
+      assert.strictEqual(signal, null);
+      assert.strictEqual(code, 0);
+      assert.match(out, /worker exited 0/);
+    });
+  });
+});
