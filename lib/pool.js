@@ -105,11 +105,11 @@ class WorkerPool extends EventEmitter {
       throw new TypeError('options.exec must be the path of the script to run');
     }
     let execArgv = options.execArgv || process.execArgv;
-    if (execArgv === process.execArgv && process._eval != null) {
+    if (process._eval != null) {
       // a master started with `node -e <code>` must not run <code> again in
       // every child (a fork bomb): drop the switch and its code, as Node's fork
       const index = execArgv.lastIndexOf(process._eval);
-      if (index > 0) {
+      if (index > 0 && /^(-e|--eval|-p|--print|-pe)$/.test(execArgv[index - 1])) {
         execArgv = execArgv.slice();
         execArgv.splice(index - 1, 2);
       }
