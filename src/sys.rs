@@ -47,7 +47,7 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Runs in the child between fork and exec: async-signal-safe calls only.
-/// Moves the channel to fd 3 (inheritable), asks for `death_signal` when the
+/// Moves the channel to fd 3 (inheritable), keeps stdio inherited, asks for `death_signal` when the
 /// forking thread dies, closes the race where the master died first, and
 /// resets signal dispositions as libuv does for its children.
 ///
@@ -65,6 +65,14 @@ pub unsafe fn child_setup(
     }
   } else if libc::dup2(channel_fd, CHILD_CHANNEL_FD) < 0 {
     return Err(io::Error::last_os_error());
+  }
+  // Node's own stdio descriptors may be close-on-exec in the master; the
+  // child inherits them as libuv's fork does.
+  for fd in 0..3 {
+    let flags = libc::fcntl(fd, libc::F_GETFD);
+    if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+      libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+    }
   }
   if death_signal > 0 {
     if libc::prctl(
