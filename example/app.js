@@ -1,0 +1,7 @@
+'use strict';
+
+module.exports = app => {
+  app.messenger.on('agent-says', data => {
+    app.lastAgentBroadcast = data;
+  });
+};
