@@ -1,0 +1,174 @@
+// WorkerPool (lib/pool.js) from JavaScript: option validation and the shape
+// of what it returns and emits, with real `node` children.
+
+import test from 'ava';
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const { WorkerPool } = require('../lib/pool.js');
+const eggCluster = require('../index.js');
+
+const WORKER = fileURLToPath(new URL('../test/fixtures/pool/worker.js', import.meta.url));
+
+function pool(t, options) {
+  const p = new WorkerPool(options);
+  t.teardown(() => p.close());
+  return p;
+}
+
+function once(emitter, event, match = () => true, timeout = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.removeListener(event, listener);
+      reject(new Error(`timed out waiting for ${event}`));
+    }, timeout);
+    function listener(...args) {
+      if (!match(...args)) return;
+      clearTimeout(timer);
+      emitter.removeListener(event, listener);
+      resolve(args);
+    }
+    emitter.on(event, listener);
+  });
+}
+
+const ready = (p, pid) => once(p, 'message', msg => msg.action === 'ready' && msg.data.pid === pid)
+  .then(([ msg ]) => msg.data);
+
+test('the package exports startCluster, Master, WorkerPool, Messenger and WorkerMessenger', t => {
+  t.is(typeof eggCluster.startCluster, 'function');
+  for (const name of [ 'Master', 'WorkerPool', 'Messenger', 'WorkerMessenger' ]) {
+    t.is(typeof eggCluster[name], 'function', name);
+  }
+  t.is(eggCluster.WorkerPool, WorkerPool);
+});
+
+test('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_ARG_VALUE', t => {
+  t.throws(() => new WorkerPool({ schedulingPolicy: 'random' }),
+    { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /schedulingPolicy/ });
+});
+
+for (const bad of [ 0, -1, Number.NaN, Infinity, '1048576' ]) {
+  test(`maxLineBytes ${typeof bad === "string" ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
+    t.throws(() => new WorkerPool({ maxLineBytes: bad }),
+      { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /maxLineBytes/ });
+  });
+}
+
+test('queueBytes 0 is refused', t => {
+  t.throws(() => new WorkerPool({ queueBytes: 0 }), { code: 'ERR_INVALID_ARG_VALUE', message: /queueBytes/ });
+});
+
+test('an unknown deathSignal is refused', t => {
+  t.throws(() => new WorkerPool({ deathSignal: 'SIGNOPE' }), { message: /unknown signal/ });
+});
+
+test('options that are not an object are refused', t => {
+  t.throws(() => new WorkerPool(null), { instanceOf: TypeError });
+  t.throws(() => new WorkerPool('rr'), { instanceOf: TypeError });
+});
+
+test("the schedulingPolicy defaults to 'rr' and can be 'none'", t => {
+  t.is(pool(t).schedulingPolicy, 'rr');
+  t.is(pool(t, { schedulingPolicy: 'none' }).schedulingPolicy, 'none');
+});
+
+test('forking without exec is a TypeError', t => {
+  const p = pool(t);
+  t.throws(() => p.forkApp({}), { instanceOf: TypeError, message: /exec/ });
+  t.throws(() => p.forkAgent(), { instanceOf: TypeError, message: /exec/ });
+});
+
+test('kill with an unknown signal name throws', async t => {
+  const p = pool(t);
+  const { pid } = p.forkApp({ exec: WORKER });
+  await ready(p, pid);
+  t.throws(() => p.kill(pid, 'SIGNOPE'), { message: /unknown signal/ });
+});
+
+test('send with a `from` the core does not know throws', t => {
+  const p = pool(t);
+  t.throws(() => p.send({ action: 'x', from: 'nobody', to: 'app' }), { message: /from must be/ });
+});
+
+test('forkApp returns {id, pid} and app ids count 1, 2, 3', async t => {
+  const p = pool(t);
+  const refs = [ p.forkApp({ exec: WORKER }), p.forkApp({ exec: WORKER }), p.forkApp({ exec: WORKER }) ];
+  for (const ref of refs) t.deepEqual(Object.keys(ref).sort(), [ 'id', 'pid' ]);
+  t.deepEqual(refs.map(r => r.id), [ 1, 2, 3 ]);
+  const infos = await Promise.all(refs.map(r => ready(p, r.pid)));
+  t.deepEqual(infos.map(i => i.workerId), [ 1, 2, 3 ]);
+});
+
+test('args and env reach the child', async t => {
+  const p = pool(t);
+  const { pid } = p.forkAgent({ exec: WORKER, args: [ 'one', 2 ], env: { ...process.env, POOL_TEST_ENV: 'yes' } });
+  const info = await ready(p, pid);
+  t.deepEqual(info.argv, [ 'one', '2' ]);
+  t.is(info.testEnv, 'yes');
+});
+
+test("pool.get(pid) is the worker the events carry, with its kind and state", async t => {
+  const p = pool(t);
+  const { pid, id } = p.forkApp({ exec: WORKER });
+  const [ worker ] = await once(p, 'online', w => w.pid === pid);
+  t.is(p.get(pid), worker);
+  t.like(worker, { id, pid, kind: 'app', state: 'online', exitedAfterDisconnect: false });
+});
+
+test('an exit event gives the worker, the code and the signal', async t => {
+  const p = pool(t);
+  const { pid } = p.forkApp({ exec: WORKER });
+  await ready(p, pid);
+  p.sendToWorker(pid, { action: 'ctl', data: { op: 'exit', code: 4 } });
+  const [ worker, code, signal ] = await once(p, 'exit', w => w.pid === pid);
+  t.is(code, 4);
+  t.is(signal, null);
+  t.like(worker, { state: 'dead', exitCode: 4, signalCode: null });
+});
+
+test('an exit event of a killed worker gives the signal and a null code', async t => {
+  const p = pool(t);
+  const { pid } = p.forkAgent({ exec: WORKER });
+  await ready(p, pid);
+  p.kill(pid, 'SIGKILL');
+  const [ , code, signal ] = await once(p, 'exit', w => w.pid === pid);
+  t.is(code, null);
+  t.is(signal, 'SIGKILL');
+});
+
+test('sendToWorker to a pid that is not a worker returns false', t => {
+  t.false(pool(t).sendToWorker(999999999, { action: 'x' }));
+});
+
+test('the listening event gives the address, and a connection reaches the worker', async t => {
+  const p = pool(t);
+  const { pid } = p.forkApp({ exec: WORKER });
+  await ready(p, pid);
+  p.sendToWorker(pid, { action: 'ctl', data: { op: 'listen', port: 17211 } });
+  const [ worker, address ] = await once(p, 'listening', w => w.pid === pid);
+  t.is(worker.state, 'listening');
+  t.deepEqual(address, { addressType: 4, address: '127.0.0.1', port: 17211 });
+  const reply = await new Promise((resolve, reject) => {
+    const socket = net.connect(17211, '127.0.0.1');
+    let text = '';
+    socket.on('data', d => { text += d; });
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+  });
+  t.is(reply.trim(), String(pid));
+});
+
+test('close() is idempotent and leaves workers() empty', async t => {
+  const p = pool(t);
+  const { pid } = p.forkApp({ exec: WORKER });
+  await ready(p, pid);
+  p.close();
+  t.notThrows(() => p.close());
+  t.deepEqual(p.workers(), []);
+  t.false(p.sendToWorker(pid, { action: 'x' }));
+  await t.notThrowsAsync(p.terminate(pid, 10));
+  t.throws(() => p.forkApp({ exec: WORKER }), { message: /closed/ });
+});
