@@ -148,6 +148,48 @@ describe('test/pool.test.js', () => {
     });
   });
 
+  describe('ordering and volume', () => {
+    it('messages a worker wrote just before exiting are emitted before its exit', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'burstThenExit', { action: 'last-words', count: 500, to: 'master', code: 9 });
+      await h.exit(app.pid);
+      const exitAt = h.events.findIndex(e => e.type === 'exit' && e.value.pid === app.pid);
+      const before = h.events.slice(0, exitAt).filter(e => e.type === 'message' && e.value.msg.action === 'last-words');
+      assert.deepStrictEqual(before.map(e => e.value.msg.data), [ ...Array(500).keys() ]);
+    });
+
+    it('20000 messages from a worker to the master are emitted in order', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'burst', { action: 'many-to-master', count: 20000, to: 'master' });
+      await waitUntil(() => h.all('message', e => e.msg.action === 'many-to-master').length === 20000, 30000,
+        '20000 messages');
+      const data = h.all('message', e => e.msg.action === 'many-to-master').map(e => e.msg.data);
+      assert(data.every((d, i) => d === i), 'in order');
+    });
+
+    it('20000 messages from the agent reach each of two app workers in order', async () => {
+      h = new PoolHarness();
+      const agent = await h.fork('agent');
+      const apps = [ await h.fork('app'), await h.fork('app') ];
+      h.ctl(agent.pid, 'burst', { action: 'many-to-apps', count: 20000 });
+      for (const app of apps) {
+        await waitUntil(() => h.received(m => m.action === 'many-to-apps').filter(g => g.pid === app.pid).length === 20000,
+          40000, `20000 messages at ${app.pid}`);
+        const data = h.received(m => m.action === 'many-to-apps').filter(g => g.pid === app.pid).map(g => g.msg.data);
+        assert(data.every((d, i) => d === i), `in order at ${app.pid}`);
+      }
+    });
+
+    it('a worker whose script does not exist is reported exiting with code 1', async () => {
+      h = new PoolHarness();
+      const ref = await h.fork('app', { exec: '/nonexistent/worker.js', wait: false });
+      const exit = await h.exit(ref.pid);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ 1, null ]);
+    });
+  });
+
   describe('terminate(pid, timeout)', () => {
     it('an app worker that does not handle SIGTERM exits by SIGTERM long before the timeout', async () => {
       h = new PoolHarness();
