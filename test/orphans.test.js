@@ -70,6 +70,29 @@ describe('test/orphans.test.js', () => {
     }
   });
 
+  it("with deathSignal '' a blocked worker outlives its SIGKILLed master", async () => {
+    const info = await startMaster({ apps: 1, pool: { deathSignal: '' } });
+    const blocked = info.apps[0].pid;
+    m.ctl(blocked, 'block');
+    await m.heard('blocking', d => d.pid === blocked);
+    await sleep(200);
+    m.kill('SIGKILL');
+    await m.wait('exit');
+    await sleep(1000);
+    assert(alive(blocked), 'the blocked worker is still running');
+  });
+
+  it("with deathSignal 'SIGTERM' a blocked worker of a SIGKILLed master is gone, terminated", async () => {
+    const info = await startMaster({ apps: 1, pool: { deathSignal: 'SIGTERM' } });
+    const blocked = info.apps[0].pid;
+    m.ctl(blocked, 'block');
+    await m.heard('blocking', d => d.pid === blocked);
+    await sleep(200);
+    m.kill('SIGKILL');
+    await m.wait('exit');
+    await goneWithin([ blocked ], 1000);
+  });
+
   it('children of a master that exits normally are gone too', async () => {
     const info = await startMaster({ apps: 2 });
     m.ctl(info.apps[0].pid, 'block');

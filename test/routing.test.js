@@ -278,6 +278,13 @@ describe('test/routing.test.js', () => {
       assert.strictEqual(msg.from, 'agent');
     });
 
+    it("messenger.sendTo(the master's own pid) is emitted on the master", async () => {
+      const action = unique('send-to-self');
+      const heard = new Promise(resolve => master.once(action, resolve));
+      messenger.sendTo(process.pid, action, { self: true });
+      assert.deepStrictEqual(await heard, { self: true });
+    });
+
     it('messages from one worker arrive at another in the order they were sent', async () => {
       const action = unique('order');
       const msgs = [];
@@ -285,6 +292,43 @@ describe('test/routing.test.js', () => {
       h.ctl(apps[0].pid, 'sendAll', { msgs });
       await h.wait('message', () => h.received(m => m.action === action).length === 200, 10000, '200 messages');
       assert.deepStrictEqual(h.received(m => m.action === action).map(g => g.msg.data), [ ...Array(200).keys() ]);
+    });
+  });
+
+  describe('when the agent is replaced', () => {
+    let h;
+
+    afterEach(() => {
+      if (h) h.close();
+    });
+
+    it('messages to the agent reach the new agent, not the dead one', async () => {
+      h = new PoolHarness();
+      const old = await h.fork('agent');
+      const app = await h.fork('app');
+      h.ctl(old.pid, 'exit', { code: 0 });
+      await h.exit(old.pid);
+      const agent = await h.fork('agent');
+      assert.strictEqual(agent.id, 2);
+      const action = unique('to-new-agent');
+      h.ctl(app.pid, 'send', { msg: { action } });
+      const got = await h.got(agent.pid, m => m.action === action);
+      assert.strictEqual(got.msg.from, 'app');
+      h.ctl(agent.pid, 'send', { msg: { action: `${action}-back` } });
+      await h.got(app.pid, m => m.action === `${action}-back` && m.from === 'agent');
+    });
+
+    it('a message to the agent while there is none is dropped, and the next agent does not get it later', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      const action = unique('no-agent');
+      h.ctl(app.pid, 'send', { msg: { action } });
+      await sleep(QUIET);
+      const agent = await h.fork('agent');
+      const after = unique('agent-now');
+      h.ctl(app.pid, 'send', { msg: { action: after } });
+      await h.got(agent.pid, m => m.action === after);
+      assert.deepStrictEqual(h.received(m => m.action === action), []);
     });
   });
 
