@@ -15,7 +15,6 @@
 const os = require('os');
 const v8 = require('v8');
 const fs = require('fs');
-const net = require('net');
 const path = require('path');
 const util = require('util');
 const cluster = require('cluster');
@@ -625,39 +624,17 @@ class Master extends EventEmitter {
     }, HEALTH_CHECK_INTERVAL);
   }
 
-  // sticky mode: the master accepts on the app port and hands each connection to the app
-  // worker chosen by the client's IP, which serves it on its stickyWorkerPort server
+  // sticky mode: the Rust core accepts on the app port and hands each connection, unread, to the
+  // live app worker chosen by the client's IP, which serves it on its stickyWorkerPort server
   startStickyServer(callback) {
-    this.stickyServer = net.createServer({ pauseOnConnect: true }, connection => {
-      if (!connection.remoteAddress) {
-        // reset right after the handshake
-        connection.destroy();
-        return;
-      }
-      const worker = this.stickyWorker(connection.remoteAddress);
-      if (!worker) {
-        connection.destroy();
-        return;
-      }
-      try {
-        this.pool.sendToWorker(worker.pid, 'sticky-session:connection', connection);
-      } catch (err) {
-        this.logger.error(err);
-        connection.destroy();
-      }
-    });
-    this.stickyServer.once('error', callback);
-    this.stickyServer.listen(this.realPort, () => {
-      this.stickyServer.removeListener('error', callback);
-      callback();
-    });
-  }
-
-  stickyWorker(ip) {
-    const workers = Array.from(this.appWorkers.values());
-    if (!workers.length) return null;
-    const digits = Number(ip.replace(/[^0-9]/g, '')) || 0;
-    return workers[digits % this.options.workers] || workers[digits % workers.length];
+    try {
+      this.pool.listenSticky(this.realPort);
+    } catch (err) {
+      callback(err);
+      return;
+    }
+    this.stickyListening = true;
+    callback();
   }
 
   /**
@@ -752,7 +729,10 @@ class Master extends EventEmitter {
 
   async doClose() {
     clearInterval(this.healthTimer);
-    if (this.stickyServer) this.stickyServer.close();
+    if (this.stickyListening) {
+      this.stickyListening = false;
+      this.pool.closeSticky();
+    }
     const legacyTimeout = process.env.EGG_MASTER_CLOSE_TIMEOUT || 5000;
     const appTimeout = process.env.EGG_APP_CLOSE_TIMEOUT || legacyTimeout;
     const agentTimeout = process.env.EGG_AGENT_CLOSE_TIMEOUT || legacyTimeout;

@@ -184,6 +184,33 @@ class WorkerPool extends EventEmitter {
     }
   }
 
+  /**
+   * Sticky sessions, in Rust: listen on `port` (all interfaces, or `host`) and
+   * hand each connection, unread, to the live app worker chosen from the
+   * client's IP (egg-cluster's rule) as `'sticky-session:connection'` with a
+   * `net.Socket`. Returns the bound port; throws an Error with Node's `code`.
+   */
+  listenSticky(port, host) {
+    try {
+      return this._native.listenSticky(port, host || null);
+    } catch (err) {
+      const match = /listen (E[A-Z]+)/.exec(err.message);
+      const error = new Error(match ? `listen ${match[1]}: address already in use :::${port}` : err.message);
+      if (match) {
+        error.code = match[1];
+        error.errno = match[1];
+        error.syscall = 'listen';
+        error.port = port;
+        if (match[1] !== 'EADDRINUSE') error.message = `listen ${match[1]} :::${port}`;
+      }
+      throw error;
+    }
+  }
+
+  closeSticky() {
+    if (!this._closed) this._native.closeSticky();
+  }
+
   /** The workers that have not exited yet. */
   workers() {
     if (this._closed) return [];

@@ -398,6 +398,38 @@ impl NativeCluster {
     )
   }
 
+  /// Sticky sessions: listens on `port` (`host` or all interfaces) and hands
+  /// each connection to the live app worker chosen from the client's IP, as
+  /// `'sticky-session:connection'` with a `net.Socket` handle. Returns the
+  /// bound port. Errors carry Node's `code` (e.g. `EADDRINUSE`).
+  #[napi]
+  pub fn listen_sticky(&self, port: u32, host: Option<String>) -> Result<u32> {
+    let port = u16::try_from(port)
+      .map_err(|_| Error::new(Status::InvalidArg, format!("port out of range: {port}")))?;
+    let addr = sys::ListenAddr::Tcp {
+      address: host.filter(|h| !h.is_empty()),
+      port,
+      ipv6_only: false,
+    };
+    match self.core()?.listen_sticky(addr) {
+      Ok(local) => Ok(local.map_or(u32::from(port), |(_, _, p)| u32::from(p))),
+      Err(errno) => Err(Error::new(
+        Status::GenericFailure,
+        format!(
+          "listen {} :{port}",
+          sys::errno_name(errno).unwrap_or("EUNKNOWN")
+        ),
+      )),
+    }
+  }
+
+  /// Stops sticky-session listening.
+  #[napi]
+  pub fn close_sticky(&self) -> Result<()> {
+    self.core()?.close_sticky();
+    Ok(())
+  }
+
   /// Kills every child with SIGKILL and stops the core. Idempotent.
   #[napi]
   pub fn close(&mut self) {

@@ -20,7 +20,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::ipc::message::{push_json_str, raw_as_str, RawObject};
 use crate::supervisor::{Shared, Worker, WorkerKind};
-use crate::sys::{self, ListenAddr};
+use crate::sys::{self, ListenAddr, SockName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -440,7 +440,7 @@ impl Listeners {
 
 enum Reply {
   Handle(OwnedFd),
-  RoundRobin(Option<(String, &'static str, u16)>),
+  RoundRobin(Option<SockName>),
 }
 
 fn lock_rr(rr: &Mutex<RoundRobin>) -> std::sync::MutexGuard<'_, RoundRobin> {
@@ -533,5 +533,129 @@ fn dispatch(rr: &Arc<Mutex<RoundRobin>>, _shared: &Arc<Shared>) {
     line.extend_from_slice(format!(",\"seq\":{seq}}}}}\n").as_bytes());
     g.in_flight.insert(pid, InFlight { seq, conn });
     worker.send_protocol(line, Some(dup));
+  }
+}
+
+/// Sticky sessions: the master listens on the app's port and hands each
+/// connection, unread, to the app worker chosen from the client's IP, as
+/// egg-cluster does (`'sticky-session:connection'` with a `net.Socket`
+/// handle) — but only among live workers, so a client is never sent to a
+/// dead one and is re-homed when its worker dies.
+pub struct Sticky {
+  task: tokio::task::JoinHandle<()>,
+}
+
+impl Sticky {
+  pub fn close(&self) {
+    self.task.abort();
+  }
+}
+
+/// egg-cluster's choice: the decimal digits of the address as one number,
+/// modulo the number of workers (computed as JavaScript's `Number` does).
+pub fn sticky_index(ip: &str, workers: usize) -> usize {
+  if workers == 0 {
+    return 0;
+  }
+  let digits: String = ip.chars().filter(|c| c.is_ascii_digit()).collect();
+  let n: f64 = if digits.is_empty() {
+    0.0
+  } else {
+    digits.parse().unwrap_or(0.0)
+  };
+  (n % workers as f64) as usize
+}
+
+/// How Node prints a peer address (`socket.remoteAddress`).
+fn node_remote_address(addr: &std::net::SocketAddr) -> String {
+  match addr.ip() {
+    std::net::IpAddr::V4(v4) => v4.to_string(),
+    std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+      Some(v4) => format!("::ffff:{v4}"),
+      None => v6.to_string(),
+    },
+  }
+}
+
+const STICKY_LINE: &[u8] =
+  b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":\"sticky-session:connection\"}\n";
+
+/// Binds the sticky listener; returns it and its local address.
+pub(crate) fn sticky_listen(
+  shared: &Arc<Shared>,
+  addr: &ListenAddr,
+) -> Result<(Sticky, Option<SockName>), i32> {
+  let fd = sys::bind_socket(addr, Some(DEFAULT_BACKLOG), false)?;
+  sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+  let local = sys::local_addr(fd.as_raw_fd());
+  // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
+  let registered = unsafe { AsyncFd::register(fd) };
+  let listener =
+    registered.map_err(|e| std::io::Error::from(e).raw_os_error().unwrap_or(libc::EIO))?;
+  let shared = shared.clone();
+  let task = tokio::spawn(async move {
+    loop {
+      let Ok(mut guard) = listener.readable().await else {
+        return;
+      };
+      loop {
+        match sys::accept_with_peer(listener.get_ref().as_raw_fd()) {
+          Ok((conn, peer)) => {
+            let ip = peer.as_ref().map(node_remote_address).unwrap_or_default();
+            let mut workers = shared.live_workers(WorkerKind::App);
+            let listening: Vec<Arc<Worker>> = workers
+              .iter()
+              .filter(|w| w.state() == crate::supervisor::WorkerState::Listening)
+              .cloned()
+              .collect();
+            if !listening.is_empty() {
+              workers = listening;
+            }
+            workers.sort_by_key(|w| w.id);
+            if workers.is_empty() {
+              tracing::warn!("sticky: no live app worker for a connection from {ip}; closed it");
+              continue;
+            }
+            let w = &workers[sticky_index(&ip, workers.len())];
+            w.send_protocol(STICKY_LINE.to_vec(), Some(conn));
+          }
+          Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            guard.clear_ready();
+            break;
+          }
+          Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+          Err(e) => {
+            tracing::warn!("sticky accept failed: {e}");
+            guard.clear_ready();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            break;
+          }
+        }
+      }
+    }
+  });
+  Ok((Sticky { task }, local))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn sticky_index_uses_the_digits_of_the_address_like_egg() {
+    // "127001" % 4 == 1
+    assert_eq!(sticky_index("127.0.0.1", 4), 1);
+    assert_eq!(sticky_index("::ffff:127.0.0.1", 4), 1);
+    assert_eq!(sticky_index("10.0.0.7", 3), (10007 % 3) as usize);
+    assert_eq!(sticky_index("::", 2), 0);
+    assert_eq!(sticky_index("1.2.3.4", 0), 0);
+  }
+
+  #[test]
+  fn node_prints_mapped_addresses_with_the_ffff_prefix() {
+    let a: std::net::SocketAddr = "[::ffff:10.1.2.3]:5".parse().expect("addr");
+    assert_eq!(node_remote_address(&a), "::ffff:10.1.2.3");
+    let b: std::net::SocketAddr = "10.1.2.3:5".parse().expect("addr");
+    assert_eq!(node_remote_address(&b), "10.1.2.3");
   }
 }

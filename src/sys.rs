@@ -296,6 +296,20 @@ const SIGNALS: &[(&str, i32)] = &[
   ("SIGSYS", libc::SIGSYS),
 ];
 
+/// Node's name for a few errno values a listen can fail with.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+  Some(match errno {
+    libc::EADDRINUSE => "EADDRINUSE",
+    libc::EACCES => "EACCES",
+    libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+    libc::EINVAL => "EINVAL",
+    libc::ENOTSUP => "ENOTSUP",
+    libc::EBADF => "EBADF",
+    libc::EMFILE => "EMFILE",
+    _ => return None,
+  })
+}
+
 pub fn signal_from_name(name: &str) -> Option<i32> {
   SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
@@ -380,8 +394,11 @@ pub fn bind_socket(
   Ok(socket.into())
 }
 
-/// The local address of a bound socket: (address, family, port).
-pub fn local_addr(fd: RawFd) -> Option<(String, &'static str, u16)> {
+/// A socket's address as Node reports it: (address, family, port).
+pub type SockName = (String, &'static str, u16);
+
+/// The local address of a bound socket.
+pub fn local_addr(fd: RawFd) -> Option<SockName> {
   // SAFETY: borrowing the fd for a getsockname; ManuallyDrop keeps it open.
   let socket = std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
   let addr = socket.local_addr().ok()?;
@@ -406,6 +423,16 @@ pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
   }
   // SAFETY: accept4 returned a new fd that we own.
   Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Accepts one connection and tells who the peer is.
+pub fn accept_with_peer(listener: RawFd) -> io::Result<(OwnedFd, Option<std::net::SocketAddr>)> {
+  let conn = accept(listener)?;
+  // SAFETY: borrowing the fd for a getpeername; ManuallyDrop keeps it open.
+  let socket =
+    std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(conn.as_raw_fd()) });
+  let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
+  Ok((conn, peer))
 }
 
 #[cfg(test)]

@@ -445,8 +445,7 @@ describe('test/master.test.js', () => {
     });
   });
 
-  // needs WorkerPool#sendToWorker(pid, message, socket) to hand the accepted socket to the worker
-  describe.skip('sticky', () => {
+  describe('sticky', () => {
     before(() => {
       app = cluster('apps/sticky', { sticky: true, workers: 2 });
       return app.ready();

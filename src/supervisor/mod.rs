@@ -27,7 +27,7 @@ use crate::ipc::codec::{Frame, LineDecoder};
 use crate::ipc::message::{parse_line, Envelope, Incoming, RawObject};
 use crate::listen::{Listeners, Policy};
 use crate::router::{self, Destination, Sender};
-use crate::sys;
+use crate::sys::{self, SockName};
 use outbox::{HandleReply, Outbox};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +252,7 @@ pub(crate) struct Shared {
   table: RwLock<Table>,
   events: mpsc::Sender<Event>,
   pub listeners: Listeners,
+  sticky: std::sync::Mutex<Option<crate::listen::Sticky>>,
   closed: AtomicBool,
 }
 
@@ -296,6 +297,7 @@ impl Core {
       master_pid: sys::getpid(),
       table: RwLock::new(Table::default()),
       events: events_tx,
+      sticky: std::sync::Mutex::new(None),
       closed: AtomicBool::new(false),
     });
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterSend>();
@@ -514,8 +516,31 @@ impl Core {
       .collect()
   }
 
+  /// Starts sticky-session listening on `addr` (replacing a previous one).
+  /// Returns the bound address, or the OS errno.
+  pub fn listen_sticky(&self, addr: sys::ListenAddr) -> std::result::Result<Option<SockName>, i32> {
+    let _enter = self.rt.enter();
+    let (sticky, local) = crate::listen::sticky_listen(&self.shared, &addr)?;
+    if let Ok(mut slot) = self.shared.sticky.lock() {
+      if let Some(old) = slot.replace(sticky) {
+        old.close();
+      }
+    }
+    Ok(local)
+  }
+
+  /// Stops sticky-session listening.
+  pub fn close_sticky(&self) {
+    if let Ok(mut slot) = self.shared.sticky.lock() {
+      if let Some(old) = slot.take() {
+        old.close();
+      }
+    }
+  }
+
   /// Kills every child (and its descendants) with SIGKILL. Idempotent.
   pub fn close(&self) {
+    self.close_sticky();
     if self.shared.closed.swap(true, Ordering::AcqRel) {
       return;
     }
