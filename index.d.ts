@@ -28,8 +28,13 @@ export interface WorkerPoolOptions {
   stallTimeout?: number;
   /** How app workers' listen sockets are shared (default `NODE_CLUSTER_SCHED_POLICY` or 'rr'). */
   schedulingPolicy?: SchedulingPolicy;
-  /** Signal every child gets when the master dies (default 'SIGKILL'; '' for none). */
+  /** Signal every child gets the instant the master dies (default none). */
   deathSignal?: NodeJS.Signals | '';
+  /**
+   * Milliseconds the workers of a SIGKILLed master get to leave on their own (logging the
+   * disconnect as egg does) before a watchdog SIGKILLs them and their descendants (400; 0: off).
+   */
+  orphanGrace?: number;
 }
 
 export interface ForkOptions {

@@ -69,7 +69,9 @@ class WorkerPool extends EventEmitter {
    * @param {number} [options.queueBytes] bytes that may wait for one worker (256 MiB)
    * @param {number} [options.stallTimeout] ms a sender waits for room before a drop (10000)
    * @param {string} [options.schedulingPolicy] 'rr' (default), 'none' or 'reuseport'
-   * @param {string} [options.deathSignal] signal children get if the master dies ('SIGKILL')
+   * @param {string} [options.deathSignal] signal children get the instant the master dies (none)
+   * @param {number} [options.orphanGrace] ms the workers of a killed master get to leave on their
+   *   own before the watchdog SIGKILLs them and their descendants (400; 0 disables it)
    */
   constructor(options = {}) {
     super();
@@ -86,6 +88,7 @@ class WorkerPool extends EventEmitter {
       stallTimeoutMs: options.stallTimeout === undefined ? undefined : Number(options.stallTimeout),
       schedulingPolicy: this.schedulingPolicy,
       deathSignal: options.deathSignal,
+      orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
     }, events => this._onEvents(events));
   }
 

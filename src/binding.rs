@@ -33,8 +33,13 @@ pub struct NativeClusterOptions {
   pub stall_timeout_ms: Option<f64>,
   /// `'rr'` (default), `'none'` or `'reuseport'`.
   pub scheduling_policy: Option<String>,
-  /// Signal children get when the master dies (default `'SIGKILL'`; `''` for none).
+  /// Signal children get the instant the master dies (default none: the
+  /// orphan watchdog lets them leave gracefully first).
   pub death_signal: Option<String>,
+  /// Milliseconds workers of a killed master get to exit on their own before
+  /// the watchdog SIGKILLs them and their descendants (default 400; 0
+  /// disables the watchdog).
+  pub orphan_grace_ms: Option<f64>,
 }
 
 /// What to spawn.
@@ -242,6 +247,12 @@ impl NativeCluster {
         sys::signal_from_name(s)
           .ok_or_else(|| Error::new(Status::InvalidArg, format!("unknown signal {s:?}")))?
       };
+    }
+    if let Some(ms) = options.orphan_grace_ms {
+      if ms.is_nan() || ms < 0.0 {
+        return Err(Error::new(Status::InvalidArg, "orphanGraceMs must be >= 0"));
+      }
+      config.orphan_grace = (ms > 0.0).then(|| Duration::from_millis(ms as u64));
     }
     let (core, mut events) = Core::new(config).map_err(to_napi)?;
     let on_events = Arc::new(on_events);

@@ -11,5 +11,6 @@ pub mod listen;
 pub mod router;
 pub mod supervisor;
 pub mod sys;
+pub mod watchdog;
 
 mod binding;

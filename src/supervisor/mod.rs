@@ -95,8 +95,11 @@ pub struct Config {
   /// How long a sender waits for room in a full queue before the message is
   /// dropped (and counted).
   pub stall_timeout: Duration,
-  /// Signal a child gets when the master dies (0: none).
+  /// Signal a child gets the instant the master dies (0: none).
   pub death_signal: i32,
+  /// How long the orphan watchdog lets workers of a dead master leave on
+  /// their own before it SIGKILLs them (None: no watchdog).
+  pub orphan_grace: Option<Duration>,
   pub policy: Policy,
 }
 
@@ -106,7 +109,8 @@ impl Default for Config {
       max_line_bytes: 64 << 20,
       queue_bytes: 256 << 20,
       stall_timeout: Duration::from_secs(10),
-      death_signal: libc::SIGKILL,
+      death_signal: 0,
+      orphan_grace: Some(Duration::from_millis(400)),
       policy: Policy::RoundRobin,
     }
   }
@@ -253,6 +257,7 @@ pub(crate) struct Shared {
   events: mpsc::Sender<Event>,
   pub listeners: Listeners,
   sticky: std::sync::Mutex<Option<crate::listen::Sticky>>,
+  watchdog: Option<crate::watchdog::Watchdog>,
   closed: AtomicBool,
 }
 
@@ -291,6 +296,9 @@ impl Core {
       .build()
       .map_err(|e| CoreError::io("starting the core's runtime", e))?;
     let (events_tx, events_rx) = mpsc::channel(4096);
+    let watchdog = config
+      .orphan_grace
+      .and_then(crate::watchdog::Watchdog::start);
     let shared = Arc::new(Shared {
       listeners: Listeners::new(config.policy),
       config,
@@ -298,6 +306,7 @@ impl Core {
       table: RwLock::new(Table::default()),
       events: events_tx,
       sticky: std::sync::Mutex::new(None),
+      watchdog,
       closed: AtomicBool::new(false),
     });
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterSend>();
@@ -375,6 +384,9 @@ impl Core {
       .map_err(|e| CoreError::io("spawning a worker", e))?;
     drop(theirs);
     let pid = child.id().unwrap_or(0);
+    if let Some(w) = &self.shared.watchdog {
+      w.add(pid);
+    }
     // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
     let registered = unsafe { AsyncFd::register(ours) };
     let sock =
@@ -422,6 +434,9 @@ impl Core {
         Err(_) => (None, None),
       };
       let _ = exit_tx.send(Some((code, signal)));
+      if let Some(w) = &shared.watchdog {
+        w.remove(worker.pid);
+      }
       // Deliver what the worker wrote before it died, then report the exit.
       let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
       writer.abort();
