@@ -128,6 +128,18 @@ describe('test/hostile.test.js', () => {
       });
     }
 
+    it('three handles in a row from one worker are each acknowledged, and its messages keep flowing', async () => {
+      const after = unique('after-three-handles');
+      h.ctl(agent.pid, 'sendHandle', { source: 'server', msg: { action: unique('h') } });
+      h.ctl(agent.pid, 'sendHandle', { source: 'server', msg: { action: unique('h') } });
+      h.ctl(agent.pid, 'sendHandle', { source: 'pipe', msg: { action: unique('h') }, after: { action: after } });
+      await h.got(good.pid, m => m.action === after);
+      await waitUntil(() => h.all('message', e => e.msg.action === 'handle-sent' && e.msg.data.pid === agent.pid).length === 3,
+        5000, 'three acknowledged handles');
+      for (const e of h.all('message', x => x.msg.action === 'handle-sent')) assert.strictEqual(e.msg.data.error, null);
+      assert.strictEqual(h.all('error', e => e.pid === agent.pid && e.code === 'ERR_UNEXPECTED_HANDLE').length, 3);
+    });
+
     it('a 10 MiB message from an app worker reaches the agent intact', async () => {
       const action = unique('ten-mib');
       h.ctl(bad.pid, 'sendBig', { bytes: 10 << 20, action, to: 'agent' });
@@ -255,6 +267,22 @@ describe('test/hostile.test.js', () => {
       const snapshot = h.pool.workers().find(w => w.pid === bad.pid);
       assert(snapshot.droppedMessages > 0, `droppedMessages ${snapshot.droppedMessages}`);
       await roundTrip(h, agent, good);
+    });
+
+    it('sendToWorker returns false once its queue is full', async () => {
+      h.ctl(bad.pid, 'block');
+      await h.report('blocking', bad.pid);
+      await sleep(200);
+      const chunk = 'z'.repeat(16 << 10);
+      let sent = 0;
+      while (h.pool.sendToWorker(bad.pid, { action: 'fill', data: chunk })) {
+        sent++;
+        assert(sent < 10000, 'the queue never filled up');
+        if (sent % 8 === 0) await sleep(5); // let the writer fill the socket first
+      }
+      assert(h.pool.workers().find(w => w.pid === bad.pid).queuedBytes > 0);
+      assert(h.pool.sendToWorker(good.pid, { action: 'ctl', data: { op: 'send', msg: { action: 'still-fine' } } }));
+      await h.got(agent.pid, m => m.action === 'still-fine');
     });
 
     it('does not hold up the messages of the app workers that read theirs', async () => {

@@ -2,6 +2,7 @@
 
 const assert = require('assert');
 const { spawn } = require('child_process');
+const net = require('net');
 const { PoolHarness, alive, sleep, waitUntil } = require('./fixtures/pool/harness');
 
 describe('test/pool.test.js', () => {
@@ -254,6 +255,36 @@ describe('test/pool.test.js', () => {
       const app = await h.fork('app');
       await h.pool.terminate(999999999, 100);
       assert(alive(app.pid));
+    });
+  });
+
+  describe('app workers listening on one port', () => {
+    /** The pid a worker's server answers with, for one connection. */
+    const ask = port => new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let text = '';
+      socket.setTimeout(5000, () => socket.destroy(new Error('no answer in 5 s')));
+      socket.on('data', d => { text += d; });
+      socket.on('end', () => resolve(Number(text.trim())));
+      socket.on('error', reject);
+    });
+
+    [ [ 'rr', 17220 ], [ 'none', 17221 ], [ 'reuseport', 17222 ] ].forEach(([ schedulingPolicy, port ]) => {
+      it(`with schedulingPolicy ${schedulingPolicy}, connections reach both, then the survivor when one dies`, async () => {
+        h = new PoolHarness({ schedulingPolicy });
+        const apps = [ await h.fork('app'), await h.fork('app') ];
+        for (const app of apps) {
+          h.ctl(app.pid, 'listen', { port });
+          const { address } = await h.wait('listening', w => w.pid === app.pid, 10000, `listening of ${app.pid}`);
+          assert.strictEqual(address.port, port);
+        }
+        const answers = [];
+        for (let i = 0; i < 20; i++) answers.push(await ask(port));
+        assert.deepStrictEqual([ ...new Set(answers) ].sort(), apps.map(a => a.pid).sort());
+        h.pool.kill(apps[0].pid, 'SIGKILL');
+        await h.exit(apps[0].pid);
+        for (let i = 0; i < 5; i++) assert.strictEqual(await ask(port), apps[1].pid);
+      });
     });
   });
 

@@ -253,6 +253,12 @@ describe('test/routing.test.js', () => {
       }
     });
 
+    it("an empty `to` follows the default rule, as egg-cluster's falsy check and our master Messenger do", async () => {
+      const action = unique('empty-to');
+      h.ctl(apps[0].pid, 'send', { msg: { action, to: '' } });
+      await h.got(agent.pid, m => m.action === action, 3000, 'the message at the agent');
+    });
+
     it('a worker cannot spoof `from`: the master stamps the channel it came on', async () => {
       const action = unique('spoof');
       h.ctl(apps[0].pid, 'send', { msg: { action, data: 1, from: 'parent', to: 'agent' } });
