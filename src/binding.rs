@@ -16,8 +16,20 @@ use crate::router::Sender;
 use crate::supervisor::{Config, Core, Event, SpawnSpec, WorkerKind};
 use crate::sys;
 
-fn to_napi(e: CoreError) -> Error {
-  Error::new(Status::GenericFailure, format!("[{}] {e}", e.code()))
+/// A core error as a JS Error whose `code` is the core's stable code
+/// (`ERR_CLOSED`, `ERR_NO_SUCH_WORKER`, …).
+fn to_napi(e: CoreError) -> Error<String> {
+  Error::new(e.code().to_owned(), e.to_string())
+}
+
+/// An argument error of the constructor (`err.code === 'InvalidArg'`).
+fn invalid_arg(msg: impl Into<String>) -> Error {
+  Error::new(Status::InvalidArg, msg.into())
+}
+
+/// An argument error (`err.code === 'InvalidArg'`) in the same error type.
+fn invalid(msg: impl Into<String>) -> Error<String> {
+  Error::new(Status::InvalidArg.as_ref().to_owned(), msg.into())
 }
 
 /// Options of a `NativeCluster`.
@@ -207,54 +219,44 @@ impl NativeCluster {
     let mut config = Config::default();
     if let Some(v) = options.max_line_bytes {
       if v.is_nan() || v < 1.0 {
-        return Err(Error::new(
-          Status::InvalidArg,
-          "maxLineBytes must be a positive number",
-        ));
+        return Err(invalid_arg("maxLineBytes must be a positive number"));
       }
       config.max_line_bytes = v as usize;
     }
     if let Some(v) = options.queue_bytes {
       if v.is_nan() || v < 1.0 {
-        return Err(Error::new(
-          Status::InvalidArg,
-          "queueBytes must be a positive number",
-        ));
+        return Err(invalid_arg("queueBytes must be a positive number"));
       }
       config.queue_bytes = v as usize;
     }
     if let Some(v) = options.stall_timeout_ms {
       if v.is_nan() || v < 0.0 {
-        return Err(Error::new(
-          Status::InvalidArg,
-          "stallTimeoutMs must be >= 0",
-        ));
+        return Err(invalid_arg("stallTimeoutMs must be >= 0"));
       }
       config.stall_timeout = Duration::from_millis(v as u64);
     }
     if let Some(p) = options.scheduling_policy.as_deref() {
       config.policy = Policy::parse(p).ok_or_else(|| {
-        Error::new(
-          Status::InvalidArg,
-          format!("schedulingPolicy must be 'rr', 'none' or 'reuseport', got {p:?}"),
-        )
+        invalid_arg(format!(
+          "schedulingPolicy must be 'rr', 'none' or 'reuseport', got {p:?}"
+        ))
       })?;
     }
     if let Some(s) = options.death_signal.as_deref() {
       config.death_signal = if s.is_empty() {
         0
       } else {
-        sys::signal_from_name(s)
-          .ok_or_else(|| Error::new(Status::InvalidArg, format!("unknown signal {s:?}")))?
+        sys::signal_from_name(s).ok_or_else(|| invalid_arg(format!("unknown signal {s:?}")))?
       };
     }
     if let Some(ms) = options.orphan_grace_ms {
       if ms.is_nan() || ms < 0.0 {
-        return Err(Error::new(Status::InvalidArg, "orphanGraceMs must be >= 0"));
+        return Err(invalid_arg("orphanGraceMs must be >= 0"));
       }
       config.orphan_grace = (ms > 0.0).then(|| Duration::from_millis(ms as u64));
     }
-    let (core, mut events) = Core::new(config).map_err(to_napi)?;
+    let (core, mut events) =
+      Core::new(config).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
     let on_events = Arc::new(on_events);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
@@ -294,21 +296,20 @@ impl NativeCluster {
     Ok(NativeCluster { core: Some(core) })
   }
 
-  fn core(&self) -> Result<&Core> {
+  fn core(&self) -> Result<&Core, String> {
     self.core.as_ref().ok_or_else(|| to_napi(CoreError::Closed))
   }
 
   /// Forks a child with a Node IPC channel; app workers are cluster workers.
   #[napi]
-  pub fn spawn(&self, options: NativeSpawnOptions) -> Result<NativeWorkerRef> {
+  pub fn spawn(&self, options: NativeSpawnOptions) -> Result<NativeWorkerRef, String> {
     let kind = match options.kind.as_str() {
       "agent" => WorkerKind::Agent,
       "app" => WorkerKind::App,
       other => {
-        return Err(Error::new(
-          Status::InvalidArg,
-          format!("kind must be 'agent' or 'app', got {other:?}"),
-        ))
+        return Err(invalid(format!(
+          "kind must be 'agent' or 'app', got {other:?}"
+        )))
       }
     };
     let mut env = Vec::with_capacity(options.env.len());
@@ -334,12 +335,11 @@ impl NativeCluster {
   /// Routes an egg envelope (JSON text) on behalf of `from` (`'master'`,
   /// `'parent'`, or `'agent'`/`'app'` for messages the master relays for them).
   #[napi]
-  pub fn route(&self, from: String, json: String) -> Result<()> {
+  pub fn route(&self, from: String, json: String) -> Result<(), String> {
     let sender = Sender::parse(&from).ok_or_else(|| {
-      Error::new(
-        Status::InvalidArg,
-        format!("from must be 'master', 'parent', 'agent' or 'app', got {from:?}"),
-      )
+      invalid(format!(
+        "from must be 'master', 'parent', 'agent' or 'app', got {from:?}"
+      ))
     })?;
     self
       .core()?
@@ -350,37 +350,42 @@ impl NativeCluster {
   /// Sends JSON text to one worker as is (no routing). Returns false when the
   /// message was dropped (queue full or worker gone).
   #[napi]
-  pub fn send_raw(&self, pid: u32, json: String) -> Result<bool> {
-    let pushed = self
-      .core()?
-      .send_raw(pid, json.into_bytes())
-      .map_err(to_napi)?;
-    Ok(pushed == crate::supervisor::Pushed::Queued)
+  pub fn send_raw(&self, pid: u32, json: String) -> Result<bool, String> {
+    match self.core()?.send_raw(pid, json.into_bytes()) {
+      Ok(pushed) => Ok(pushed == crate::supervisor::Pushed::Queued),
+      Err(CoreError::NoSuchWorker(_)) => Ok(false),
+      Err(e) => Err(to_napi(e)),
+    }
   }
 
   /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
   #[napi]
-  pub fn disconnect(&self, pid: u32) -> Result<()> {
+  pub fn disconnect(&self, pid: u32) -> Result<(), String> {
     self.core()?.disconnect(pid).map_err(to_napi)
   }
 
   /// Sends a signal (name, default SIGTERM) to a worker. False if it is gone.
   #[napi]
-  pub fn kill(&self, pid: u32, signal: Option<String>) -> Result<bool> {
+  pub fn kill(&self, pid: u32, signal: Option<String>) -> Result<bool, String> {
     let name = signal.unwrap_or_else(|| "SIGTERM".to_owned());
-    let sig = sys::signal_from_name(&name)
-      .ok_or_else(|| Error::new(Status::InvalidArg, format!("unknown signal {name:?}")))?;
-    self.core()?.kill(pid, sig).map_err(to_napi)
+    let sig =
+      sys::signal_from_name(&name).ok_or_else(|| invalid(format!("unknown signal {name:?}")))?;
+    match self.core()?.kill(pid, sig) {
+      Ok(sent) => Ok(sent),
+      Err(CoreError::NoSuchWorker(_)) => Ok(false),
+      Err(e) => Err(to_napi(e)),
+    }
   }
 
   /// SIGTERM to a worker and its descendants, SIGKILL to what is left after
   /// `timeoutMs`; resolves once the worker has exited.
   #[napi]
   pub async fn terminate(&self, pid: u32, timeout_ms: f64) -> Result<()> {
-    let core = self.core()?;
+    let status = |e: Error<String>| Error::new(Status::GenericFailure, e.to_string());
+    let core = self.core().map_err(status)?;
     let fut = core
       .terminate(pid, Duration::from_millis(timeout_ms.max(0.0) as u64))
-      .map_err(to_napi)?;
+      .map_err(|e| status(to_napi(e)))?;
     core
       .handle()
       .spawn(fut)
@@ -390,7 +395,7 @@ impl NativeCluster {
 
   /// The workers the core knows now.
   #[napi]
-  pub fn workers(&self) -> Result<Vec<NativeWorkerInfo>> {
+  pub fn workers(&self) -> Result<Vec<NativeWorkerInfo>, String> {
     Ok(
       self
         .core()?
@@ -414,9 +419,8 @@ impl NativeCluster {
   /// `'sticky-session:connection'` with a `net.Socket` handle. Returns the
   /// bound port. Errors carry Node's `code` (e.g. `EADDRINUSE`).
   #[napi]
-  pub fn listen_sticky(&self, port: u32, host: Option<String>) -> Result<u32> {
-    let port = u16::try_from(port)
-      .map_err(|_| Error::new(Status::InvalidArg, format!("port out of range: {port}")))?;
+  pub fn listen_sticky(&self, port: u32, host: Option<String>) -> Result<u32, String> {
+    let port = u16::try_from(port).map_err(|_| invalid(format!("port out of range: {port}")))?;
     let addr = sys::ListenAddr::Tcp {
       address: host.filter(|h| !h.is_empty()),
       port,
@@ -424,19 +428,19 @@ impl NativeCluster {
     };
     match self.core()?.listen_sticky(addr) {
       Ok(local) => Ok(local.map_or(u32::from(port), |(_, _, p)| u32::from(p))),
-      Err(errno) => Err(Error::new(
-        Status::GenericFailure,
-        format!(
-          "listen {} :{port}",
-          sys::errno_name(errno).unwrap_or("EUNKNOWN")
-        ),
-      )),
+      Err(errno) => {
+        let name = sys::errno_name(errno).unwrap_or("EUNKNOWN");
+        Err(Error::new(
+          name.to_owned(),
+          format!("listen {name} :{port}"),
+        ))
+      }
     }
   }
 
   /// Stops sticky-session listening.
   #[napi]
-  pub fn close_sticky(&self) -> Result<()> {
+  pub fn close_sticky(&self) -> Result<(), String> {
     self.core()?.close_sticky();
     Ok(())
   }
