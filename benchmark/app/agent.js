@@ -1,0 +1,3 @@
+'use strict';
+
+module.exports = agent => require('./bench_worker')(agent.messenger, 'agent');

@@ -1,0 +1,3 @@
+'use strict';
+
+module.exports = app => require('./bench_worker')(app.messenger, 'app');

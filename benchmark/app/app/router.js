@@ -1,0 +1,5 @@
+'use strict';
+
+module.exports = app => {
+  app.router.get('/', ctx => { ctx.body = 'ok'; });
+};

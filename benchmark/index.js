@@ -1,0 +1,290 @@
+'use strict';
+
+// npm run bench [-- --quick]
+//
+// egg-cluster 2.x and egg-cluster-rs side by side on the same egg 3 app (benchmark/app), in the
+// same run on the same machine, plus a reference run of two plain Node processes talking over
+// Node's IPC directly (the limit). Each cluster's master is a child of this driver
+// (benchmark/master.js) with an IPC channel; the driver commands the workers through the master
+// (messages from the parent) and the workers report back `to: 'parent'`. Every message is
+// counted and sequence-checked on arrival; a lost or reordered message fails the run.
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { fork, execFileSync } = require('child_process');
+const { now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median } = require('./lib');
+const report = require('./report');
+
+const quick = process.argv.includes('--quick');
+const IMPLS = [ 'egg-cluster', 'egg-cluster-rs' ];
+const WORKERS = [ 2, 4 ];
+const KiB = 1024;
+const SMALL = 40; // payload chars: with the envelope a message is ~100 bytes on the wire
+const CFG = quick
+  ? { reps: 1, small: 5000, b64: 100, b1m: 10, hwm64PerApp: 100, rtt: 300, warmup: 50, timeout: 60000 }
+  : { reps: 3, small: 20000, b64: 1000, b1m: 100, hwm64PerApp: 500, rtt: 10000, warmup: 500, timeout: 180000 };
+
+const resultsDir = path.join(__dirname, 'results');
+const logDir = path.join(resultsDir, 'logs');
+fs.mkdirSync(logDir, { recursive: true });
+
+let nextId = 1;
+const log = (...a) => console.log('[bench]', ...a);
+
+class BenchError extends Error {}
+
+/** one egg cluster: its master forked from benchmark/master.js */
+class Cluster {
+  constructor(impl, workers, port) {
+    Object.assign(this, { impl, workers, port, pids: { agent: 0, apps: [] } });
+  }
+
+  async start() {
+    const out = fs.openSync(path.join(logDir, `${this.impl}-${this.workers}.log`), 'w');
+    const t0 = now();
+    this.child = fork(path.join(__dirname, 'master.js'), [ this.impl, this.workers, this.port ], {
+      stdio: [ 'ignore', out, out, 'ipc' ],
+      execArgv: [],
+      env: { ...process.env, EGG_SERVER_ENV: 'prod', NODE_ENV: 'production' },
+    });
+    fs.closeSync(out);
+    this.child.setMaxListeners(0);
+    this.exited = new Promise(r => this.child.once('exit', (code, signal) => { this.dead = { code, signal }; r(); }));
+    await this.waitFor('egg-ready', null, 1, 120000);
+    this.readyMs = (now() - t0) / 1e3;
+    this.pid = this.child.pid;
+    const hi = this.waitFor('bench:hi', null, this.workers + 1, 30000);
+    this.send('bench:hello', {}, 'app');
+    this.send('bench:hello', {}, 'agent');
+    for (const h of await hi) {
+      if (h.role === 'agent') this.pids.agent = h.pid;
+      else this.pids.apps.push(h.pid);
+    }
+    if (!this.pids.agent || this.pids.apps.length !== this.workers) throw new BenchError(`${this.impl}: bad hello ${JSON.stringify(this.pids)}`);
+    await sleep(1000); // settle, then the master's RSS "after start"
+    this.rssAfterStartKiB = mem(this.pid).rss;
+    log(`${this.impl} ×${this.workers}: egg-ready in ${this.readyMs.toFixed(0)} ms, master ${this.pid} RSS ${(this.rssAfterStartKiB / KiB).toFixed(1)} MiB, agent ${this.pids.agent}, apps ${this.pids.apps.join(',')}`);
+  }
+
+  send(action, data, to) {
+    this.child.send({ action, data, to });
+  }
+
+  waitFor(action, id, count, timeout) {
+    return new Promise((resolve, reject) => {
+      const got = [];
+      const h = m => {
+        if (m && m.action === action && (id == null || (m.data && m.data.id === id))) {
+          got.push(m.data);
+          if (got.length === count) { cleanup(); resolve(got); }
+        }
+      };
+      const onExit = (code, signal) => { cleanup(); reject(new BenchError(`${this.impl}: master exited (${code}, ${signal}) waiting for ${action}`)); };
+      const t = setTimeout(() => {
+        cleanup();
+        reject(Object.assign(new BenchError(`${this.impl} ×${this.workers}: timeout waiting for ${count}× ${action} (got ${got.length})`), { got }));
+      }, timeout);
+      const cleanup = () => { clearTimeout(t); this.child.off('message', h); this.child.off('exit', onExit); };
+      this.child.on('message', h);
+      this.child.on('exit', onExit);
+    });
+  }
+
+  allPids() {
+    return [ this.pid, this.pids.agent, ...this.pids.apps ].filter(Boolean);
+  }
+
+  async stop() {
+    if (!this.child || this.dead) return;
+    this.child.kill('SIGTERM');
+    const killed = await Promise.race([ this.exited.then(() => false), sleep(30000).then(() => true) ]);
+    for (const pid of this.allPids()) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    if (killed) log(`${this.impl}: master did not exit within 30 s of SIGTERM; killed`);
+  }
+}
+
+/**
+ * One burst: `senders` ('agent' | 'app') each send n messages with messenger[via]; every
+ * receiver counts them (in order per sender) and reports its last arrival time.
+ */
+async function burst(c, { senders, via, receivers, n, size, peak }) {
+  const id = nextId++;
+  const nSend = senders === 'app' ? c.workers : 1;
+  const nRecv = receivers === 'app' ? c.workers : 1;
+  const armed = c.waitFor('bench:armed', id, nRecv, 30000);
+  c.send('bench:arm', { id, role: receivers, senders: nSend, n }, receivers);
+  await armed;
+  let peakOk = false;
+  if (peak) peakOk = resetPeak(c.pid);
+  let maxRss = 0;
+  const sampler = peak ? setInterval(() => { try { maxRss = Math.max(maxRss, mem(c.pid).rss); } catch { /* */ } }, 20) : null;
+  const done = c.waitFor('bench:done', id, nRecv, CFG.timeout);
+  const sent = c.waitFor('bench:sent', id, nSend, CFG.timeout);
+  const cpu0 = cpuUs(c.pid);
+  c.send('bench:go', { id, role: senders, via, n, size }, senders);
+  let res;
+  try {
+    res = await done;
+  } catch (err) {
+    if (!(err instanceof BenchError) || c.dead) throw err;
+    const st = c.waitFor('bench:status', null, nRecv, 10000).catch(() => []);
+    c.send('bench:status', {}, receivers);
+    const status = await st;
+    throw new BenchError(`${err.message}: messages LOST — receivers saw ${JSON.stringify(status)}`);
+  } finally {
+    if (sampler) clearInterval(sampler);
+  }
+  const cpu1 = cpuUs(c.pid);
+  const m = peak ? mem(c.pid) : null;
+  const s = await sent;
+  const errors = res.reduce((a, r) => a + r.errors + r.stray, 0);
+  if (errors) throw new BenchError(`${c.impl} ×${c.workers}: ${errors} messages out of order or stray: ${JSON.stringify(res.filter(r => r.errors || r.stray))}`);
+  const deliveries = n * nSend * nRecv;
+  const got = res.reduce((a, r) => a + r.got, 0);
+  if (got !== deliveries) throw new BenchError(`${c.impl}: got ${got} of ${deliveries}`);
+  const t0 = Math.min(...s.map(x => x.t0));
+  const tEnd = Math.max(...res.map(r => r.tLast));
+  const out = { deliveries, seconds: (tEnd - t0) / 1e6, masterCpuUs: cpu1 - cpu0 };
+  if (peak) Object.assign(out, { peakKiB: peakOk ? m.hwm : maxRss, peakSource: peakOk ? 'VmHWM' : 'sampled VmRSS', sampledMaxRssKiB: maxRss });
+  return out;
+}
+
+async function roundTrip(c, n, warmup) {
+  const id = nextId++;
+  const pids = c.allPids();
+  pin(pids, '0');
+  try {
+    const done = c.waitFor('bench:rtt-done', id, 1, CFG.timeout);
+    const cpu0 = cpuUs(c.pid);
+    c.send('bench:rtt', { id, pid: c.pids.apps[0], agentPid: c.pids.agent, n, warmup, size: SMALL }, 'app');
+    const [ r ] = await done;
+    const cpu1 = cpuUs(c.pid);
+    if (r.errors) throw new BenchError(`${c.impl}: ${r.errors} round trips out of order`);
+    return { ...r, deliveries: 2 * (n + warmup), masterCpuUs: cpu1 - cpu0 };
+  } finally {
+    pin(pids, allCpus);
+  }
+}
+
+/** repeat a burst, keep the median throughput and the total CPU over all repetitions */
+async function reps(fn) {
+  const runs = [];
+  for (let i = 0; i < CFG.reps; i++) runs.push(await fn());
+  const rates = runs.map(r => r.deliveries / r.seconds);
+  const deliveries = runs.reduce((a, r) => a + r.deliveries, 0);
+  const cpu = runs.reduce((a, r) => a + r.masterCpuUs, 0);
+  return { msgsPerSec: median(rates), rates, deliveriesPerRep: runs[0].deliveries, cpuUsPerMsg: cpu / deliveries, runs };
+}
+
+const SCENARIOS = [
+  { key: 'toApps', label: 'agent → all apps (sendToApp), ~100 B', senders: 'agent', via: 'sendToApp', receivers: 'app', size: SMALL, n: () => CFG.small },
+  { key: 'toAgent', label: 'apps → agent (sendToAgent), ~100 B', senders: 'app', via: 'sendToAgent', receivers: 'agent', size: SMALL, n: () => CFG.small },
+  { key: 'bcast64k', label: 'broadcast 64 KiB to all apps', senders: 'agent', via: 'sendToApp', receivers: 'app', size: 64 * KiB, n: () => CFG.b64 },
+  { key: 'bcast1m', label: 'broadcast 1 MiB to all apps', senders: 'agent', via: 'sendToApp', receivers: 'app', size: KiB * KiB, n: () => CFG.b1m },
+];
+
+async function runCluster(impl, workers, port) {
+  const c = new Cluster(impl, workers, port);
+  try {
+    await c.start();
+    const r = { readyMs: c.readyMs, rssAfterStartMiB: c.rssAfterStartKiB / KiB, masterPid: c.pid };
+    for (const s of SCENARIOS) {
+      r[s.key] = await reps(() => burst(c, { ...s, n: s.n() }));
+      r[s.key].bytes = s.size;
+      log(`${impl} ×${workers} ${s.label}: ${fmtRate(r[s.key].msgsPerSec)} msg/s delivered, master ${r[s.key].cpuUsPerMsg.toFixed(2)} µs CPU/msg`);
+    }
+    const rtt = await roundTrip(c, CFG.rtt, CFG.warmup);
+    r.rtt = { p50: rtt.p50, p90: rtt.p90, p99: rtt.p99, max: rtt.max, mean: rtt.mean, n: rtt.n, cpuUsPerMsg: rtt.masterCpuUs / rtt.deliveries };
+    log(`${impl} ×${workers} round trip: p50 ${rtt.p50.toFixed(1)} µs, p99 ${rtt.p99.toFixed(1)} µs, master ${r.rtt.cpuUsPerMsg.toFixed(2)} µs CPU/msg`);
+    const hwm = await burst(c, { senders: 'app', via: 'sendToAgent', receivers: 'agent', size: 64 * KiB, n: CFG.hwm64PerApp, peak: true });
+    r.peak64k = { peakMiB: hwm.peakKiB / KiB, source: hwm.peakSource, sampledMaxRssMiB: hwm.sampledMaxRssKiB / KiB, msgsPerSec: hwm.deliveries / hwm.seconds, deliveries: hwm.deliveries, cpuUsPerMsg: hwm.masterCpuUs / hwm.deliveries, dropped: 0 };
+    log(`${impl} ×${workers} 64 KiB apps → agent burst: master peak RSS ${r.peak64k.peakMiB.toFixed(1)} MiB (${hwm.peakSource}), ${hwm.deliveries} delivered, none dropped`);
+    return r;
+  } finally {
+    await c.stop();
+  }
+}
+
+async function runLimit(workers) {
+  const child = fork(path.join(__dirname, 'limit.js'), [], { stdio: 'inherit', execArgv: [] });
+  const call = (cmd, args) => new Promise((resolve, reject) => {
+    child.once('message', m => (m.action === 'limit:result' ? resolve(m.data) : reject(new BenchError(m.data.message))));
+    child.send({ cmd, args });
+  });
+  try {
+    await call('setup', { workers });
+    const r = {};
+    for (const s of SCENARIOS) {
+      const rs = [];
+      for (let i = 0; i < CFG.reps; i++) {
+        const x = await call(s.senders === 'agent' ? 'toApps' : 'toAgent', { id: nextId++, n: s.n(), size: s.size, timeout: CFG.timeout });
+        if (x.errors || x.got !== x.deliveries * (s.senders === 'agent' ? 1 : 1)) throw new BenchError(`limit ${s.key}: ${x.errors} errors, got ${x.got} of ${x.deliveries}`);
+        rs.push(x.deliveries / x.seconds);
+      }
+      r[s.key] = { msgsPerSec: median(rs), rates: rs };
+    }
+    const rtt = await call('rtt', { id: nextId++, n: CFG.rtt, warmup: CFG.warmup, size: SMALL });
+    if (rtt.errors) throw new BenchError('limit rtt out of order');
+    r.rtt = rtt;
+    log(`limit ×${workers}: ${SCENARIOS.map(s => `${s.key} ${fmtRate(r[s.key].msgsPerSec)}/s`).join(', ')}, rtt p50 ${rtt.p50.toFixed(1)} µs p99 ${rtt.p99.toFixed(1)} µs`);
+    await call('teardown', {});
+    return r;
+  } finally {
+    child.kill();
+  }
+}
+
+function fmtRate(x) {
+  return x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
+}
+
+async function main() {
+  const started = new Date();
+  const t0 = Date.now();
+  const sha = (() => { try { return execFileSync('git', [ 'rev-parse', '--short', 'HEAD' ], { cwd: path.join(__dirname, '..') }).toString().trim(); } catch { return '?'; } })();
+  const dirty = (() => { try { return execFileSync('git', [ 'status', '--porcelain', 'src', 'lib', 'index.js' ], { cwd: path.join(__dirname, '..') }).toString().trim().split('\n').filter(Boolean).length; } catch { return 0; } })();
+  const addon = path.join(__dirname, '..', 'egg-cluster-rs.linux-x64-gnu.node');
+  const results = {
+    date: started.toISOString(),
+    quick,
+    config: CFG,
+    machine: {
+      cpus: os.cpus().length, model: os.cpus()[0].model, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+      kernel: os.release(), node: process.version, loadavg: os.loadavg(),
+    },
+    versions: {
+      eggCluster: require('egg-cluster/package.json').version,
+      egg: require('egg/package.json').version,
+      eggClusterRs: `${require('../package.json').version} (${sha}${dirty ? `, ${dirty} files of src/ lib/ modified in the work tree` : ''})`,
+      addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
+    },
+    runs: {},
+  };
+  log(`${quick ? 'quick' : 'full'} run on ${results.machine.cpus} × ${results.machine.model}, node ${process.version}, egg ${results.versions.egg}, egg-cluster ${results.versions.eggCluster}, egg-cluster-rs ${results.versions.eggClusterRs}`);
+  let port = 17101;
+  for (const workers of WORKERS) {
+    results.runs[workers] = {};
+    // alternate who starts first (cold caches, timers) between the two worker counts
+    const order = workers === WORKERS[0] ? IMPLS : [ ...IMPLS ].reverse();
+    for (const impl of order) results.runs[workers][impl] = await runCluster(impl, workers, port++);
+    results.runs[workers].limit = await runLimit(workers);
+  }
+  results.durationSec = (Date.now() - t0) / 1000;
+  results.machine.loadavgAtEnd = os.loadavg();
+  const { text, markdown, targets } = report.build(results);
+  results.targets = targets;
+  const file = path.join(resultsDir, quick ? 'quick.json' : 'latest.json');
+  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+  fs.writeFileSync(path.join(resultsDir, quick ? 'quick.md' : 'latest.md'), markdown);
+  require('./chart').write(results, path.join(resultsDir, quick ? 'quick.svg' : 'chart.svg'));
+  console.log('\n' + text);
+  log(`results: ${path.relative(process.cwd(), file)} (${results.durationSec.toFixed(0)} s)`);
+}
+
+main().catch(err => {
+  console.error(`\n[bench] FAILED: ${err.message}`);
+  if (!(err instanceof BenchError)) console.error(err.stack);
+  process.exit(1);
+});

@@ -1,0 +1,24 @@
+'use strict';
+
+// The master process of one benchmark cluster, forked by the driver (benchmark/index.js)
+// with an IPC channel: `node benchmark/master.js <egg-cluster|egg-cluster-rs> <workers> <port>`.
+// Both implementations start the same egg 3 app (benchmark/app) with the same options.
+const path = require('path');
+
+const [ impl, workers, port ] = process.argv.slice(2);
+const { startCluster } = impl === 'egg-cluster'
+  ? require('egg-cluster') // node_modules/egg-cluster: egg-cluster 2.x, as egg 3 ships it
+  : require('..'); // this repository
+
+startCluster({
+  baseDir: path.join(__dirname, 'app'),
+  framework: path.dirname(require.resolve('egg')),
+  workers: Number(workers),
+  port: Number(port),
+  env: 'prod',
+}, err => {
+  if (err) {
+    console.error('[bench master] start failed: %s', err.stack || err);
+    process.exit(1);
+  }
+});

@@ -1,0 +1,111 @@
+'use strict';
+
+// Builds the comparison table (text for the terminal, markdown for the README) and the
+// PASS/MISS list of the issue's targets from a results object (benchmark/results/*.json).
+const MiB = 1024 * 1024;
+
+function metrics(W) {
+  const rate = (key, label) => ({ label, unit: 'msg/s', better: 'higher', get: r => r[key] && r[key].msgsPerSec, fmt: fmtRate });
+  const mibs = (key, label) => ({ label, unit: 'MiB/s', better: 'higher', get: r => r[key] && r[key].msgsPerSec * (r[key].bytes || (key === 'bcast64k' ? 65536 : MiB)) / MiB, fmt: x => x.toFixed(0) });
+  const cpu = (key, label) => ({ label, unit: 'µs/msg', better: 'lower', noLimit: true, get: r => r[key] && r[key].cpuUsPerMsg, fmt: x => x.toFixed(2) });
+  return [
+    { id: `toApps.${W}`, ...rate('toApps', `agent → ${W} apps, ~100 B`) },
+    { id: `toAgent.${W}`, ...rate('toAgent', `${W} apps → agent, ~100 B`) },
+    { id: `bcast64k.${W}`, ...mibs('bcast64k', `broadcast 64 KiB → ${W} apps`) },
+    { id: `bcast1m.${W}`, ...mibs('bcast1m', `broadcast 1 MiB → ${W} apps`) },
+    { id: `rttP50.${W}`, label: 'round trip app → agent → app, p50', unit: 'µs', better: 'lower', get: r => r.rtt && r.rtt.p50, fmt: x => x.toFixed(0) },
+    { id: `rttP99.${W}`, label: 'round trip app → agent → app, p99', unit: 'µs', better: 'lower', get: r => r.rtt && r.rtt.p99, fmt: x => x.toFixed(0) },
+    { id: `cpu.toApps.${W}`, ...cpu('toApps', 'master CPU / msg: agent → apps') },
+    { id: `cpu.toAgent.${W}`, ...cpu('toAgent', 'master CPU / msg: apps → agent') },
+    { id: `cpu.rtt.${W}`, ...cpu('rtt', 'master CPU / msg: round trip') },
+    { id: `cpu.bcast64k.${W}`, ...cpu('bcast64k', 'master CPU / msg: 64 KiB broadcast') },
+    { id: `cpu.bcast1m.${W}`, ...cpu('bcast1m', 'master CPU / msg: 1 MiB broadcast') },
+    { id: `cpu.peak64k.${W}`, ...cpu('peak64k', 'master CPU / msg: 64 KiB apps → agent') },
+    { id: `ready.${W}`, label: 'start → egg-ready', unit: 'ms', better: 'lower', noLimit: true, get: r => r.readyMs, fmt: x => x.toFixed(0) },
+    { id: `rss.${W}`, label: 'master RSS after start', unit: 'MiB', better: 'lower', noLimit: true, get: r => r.rssAfterStartMiB, fmt: x => x.toFixed(1) },
+    { id: `peak.${W}`, label: 'master peak RSS, 64 KiB apps → agent burst', unit: 'MiB', better: 'lower', noLimit: true, get: r => r.peak64k && r.peak64k.peakMiB, fmt: x => x.toFixed(1) },
+  ];
+}
+
+// [metric id, wanted ratio rs/egg-cluster, '<=' | '>=', target text]
+const TARGETS = [
+  ...[ 2, 4 ].flatMap(W => [
+    [ `cpu.toApps.${W}`, 0.1, '<=', 'master CPU per relayed message, small, agent → apps ≤ 1/10' ],
+    [ `cpu.toAgent.${W}`, 0.1, '<=', 'master CPU per relayed message, small, apps → agent ≤ 1/10' ],
+    [ `cpu.bcast64k.${W}`, 0.2, '<=', 'master CPU per relayed message, 64 KiB broadcast ≤ 1/5' ],
+    [ `cpu.peak64k.${W}`, 0.2, '<=', 'master CPU per relayed message, 64 KiB apps → agent ≤ 1/5' ],
+  ]),
+  [ 'toApps.4', 2, '>=', 'agent → 4 apps throughput ≥ 2×' ],
+  [ 'toAgent.2', 2, '>=', 'apps → agent throughput ≥ 2×' ],
+  [ 'toAgent.4', 2, '>=', 'apps → agent throughput ≥ 2×' ],
+  ...[ 2, 4 ].flatMap(W => [
+    [ `rttP50.${W}`, 0.7, '<=', 'round trip p50 ≤ 0.7×' ],
+    [ `rttP99.${W}`, 0.7, '<=', 'round trip p99 ≤ 0.7×' ],
+  ]),
+  [ 'bcast64k.4', 3, '>=', '64 KiB broadcast to 4 apps ≥ 3×' ],
+  [ 'bcast1m.4', 3, '>=', '1 MiB broadcast to 4 apps ≥ 3×' ],
+  ...[ 2, 4 ].flatMap(W => [
+    [ `peak.${W}`, 1 / 3, '<=', 'master peak RSS during 64 KiB burst ≤ 1/3, no drop' ],
+    [ `ready.${W}`, 1, '<=', 'start → egg-ready no slower' ],
+    [ `rss.${W}`, 0.8, '<=', 'master RSS after start ≤ 0.8×' ],
+  ]),
+];
+
+function fmtRate(x) {
+  return x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
+}
+const fmtRatio = x => (x == null || !isFinite(x) ? '–' : x >= 10 ? `${x.toFixed(0)}×` : `${x.toFixed(2)}×`);
+
+function rows(results) {
+  const out = [];
+  for (const W of Object.keys(results.runs).map(Number)) {
+    const run = results.runs[W];
+    for (const m of metrics(W)) {
+      const eg = m.get(run['egg-cluster']);
+      const rs = m.get(run['egg-cluster-rs']);
+      const lim = m.noLimit ? null : m.get(run.limit || {});
+      out.push({ W, m, eg, rs, lim, ratio: eg ? rs / eg : null, ofLimit: lim ? (m.better === 'higher' ? rs / lim : lim / rs) : null });
+    }
+  }
+  return out;
+}
+
+function build(results) {
+  const rs = rows(results);
+  const byId = Object.fromEntries(rs.map(r => [ r.m.id, r ]));
+  const targets = TARGETS.map(([ id, want, op, text ]) => {
+    const r = byId[id];
+    const ok = r && r.ratio != null && (op === '<=' ? r.ratio <= want : r.ratio >= want);
+    return { id, text: `${text} (${r ? r.W : '?'} apps)`, want: `${op} ${+want.toFixed(3)}`, ratio: r ? r.ratio : null, pass: !!ok };
+  });
+  const head = [ 'apps', 'metric', 'unit', 'egg-cluster', 'egg-cluster-rs', 'limit', 'rs / egg-cluster', 'rs of limit' ];
+  const body = rs.map(r => [
+    String(r.W), r.m.label, r.m.unit,
+    r.eg == null ? '–' : r.m.fmt(r.eg), r.rs == null ? '–' : r.m.fmt(r.rs), r.lim == null ? '–' : r.m.fmt(r.lim),
+    fmtRatio(r.ratio) + (r.ratio == null ? '' : r.m.better === 'higher' ? ' ↑' : ' ↓'),
+    r.ofLimit == null ? '–' : `${(r.ofLimit * 100).toFixed(0)}%`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map(b => b[i].length)));
+  const line = cells => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const m = results.machine;
+  const about = `${results.quick ? 'QUICK (smoke) run' : 'Full run'} ${results.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpus} × ${m.model} (${m.memGiB} GiB), Linux ${m.kernel}, Node ${m.node}; egg ${results.versions.egg}, egg-cluster ${results.versions.eggCluster}, egg-cluster-rs ${results.versions.eggClusterRs}`;
+  const legend = '↑ higher is better, ↓ lower is better; "rs of limit": egg-cluster-rs as a share of two plain Node processes over direct IPC (no master). Throughput counts messages delivered (a fan-out to N apps is N deliveries); master CPU is utime+stime of the master per delivered message.';
+  const tlines = targets.map(t => `${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${fmtRatio(t.ratio)} (want ${t.want})`);
+  const text = [ about, '', line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line), '', legend, '', 'Targets (egg-cluster-rs / egg-cluster, same run):', ...tlines,
+    '', `${targets.filter(t => t.pass).length} PASS, ${targets.filter(t => !t.pass).length} MISS` ].join('\n');
+  const md = [
+    `${about}.`, '',
+    `| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < 3 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...body.map(b => `| ${b.join(' | ')} |`), '', legend, '',
+    '| target | rs / egg-cluster | result |', '| --- | ---: | --- |',
+    ...targets.map(t => `| ${t.text}, want ${t.want} | ${fmtRatio(t.ratio)} | ${t.pass ? 'PASS' : 'MISS'} |`), '',
+  ].join('\n');
+  return { text, markdown: md, targets };
+}
+
+module.exports = { build, rows, metrics, fmtRate };
+
+if (require.main === module) {
+  const file = process.argv[2] || require('path').join(__dirname, 'results', 'latest.json');
+  console.log(build(JSON.parse(require('fs').readFileSync(file, 'utf8'))).text);
+}
