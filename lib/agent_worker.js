@@ -15,6 +15,9 @@ const debug = require('util').debuglog('egg-cluster:agent_worker');
 const { EggConsoleLogger } = require('egg-logger');
 const { graceful } = require('graceful-process');
 
+// the longest delay setTimeout accepts
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const consoleLogger = new EggConsoleLogger({ level: process.env.EGG_AGENT_WORKER_LOGGER_LEVEL });
 const { Agent } = require(options.framework);
 
@@ -47,4 +50,7 @@ graceful({
   logger: consoleLogger,
   label: 'agent_worker',
   beforeExit: () => agent.close(),
+  // egg-cluster's graceful-process 1.x waited for agent.close() as long as it took (the master
+  // SIGKILLs after its close timeout); 2.x gives up after GRACEFUL_TIMEOUT, default 5s
+  timeout: Number(process.env.GRACEFUL_TIMEOUT) || MAX_TIMER_MS,
 });

@@ -21,6 +21,9 @@ const debug = require('util').debuglog('egg-cluster:app_worker');
 const { EggConsoleLogger } = require('egg-logger');
 const { graceful } = require('graceful-process');
 
+// the longest delay setTimeout accepts
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 // SO_REUSEPORT load balancing exists on these platforms only
 const REUSE_PORT_PLATFORMS = [ 'linux', 'freebsd', 'sunos', 'aix' ];
 
@@ -146,4 +149,7 @@ graceful({
   logger: consoleLogger,
   label: 'app_worker',
   beforeExit: () => app.close(),
+  // egg-cluster's graceful-process 1.x waited for app.close() as long as it took (the master
+  // SIGKILLs after its close timeout); 2.x gives up after GRACEFUL_TIMEOUT, default 5s
+  timeout: Number(process.env.GRACEFUL_TIMEOUT) || MAX_TIMER_MS,
 });

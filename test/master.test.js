@@ -185,6 +185,20 @@ describe('test/master.test.js', () => {
       assert.doesNotMatch(app.stdout, /never called after timeout/);
     });
 
+    it('lets app.close() run until the master\'s timeout, past graceful-process\'s 5s default', async () => {
+      mm(process.env, 'EGG_APP_WORKER_LOGGER_LEVEL', 'INFO');
+      mm(process.env, 'EGG_APP_CLOSE_TIMEOUT', 7000);
+      mm(process.env, 'EGG_AGENT_CLOSE_TIMEOUT', 500);
+      app = cluster('apps/worker-close-timeout');
+      await app.expect('code', 0).end();
+      app.proc.kill('SIGTERM');
+      await once(app.proc, 'exit');
+      const appClose = Number(app.stdout.match(/app worker start close: (\d+)/)[1]);
+      const agentClose = Number(app.stdout.match(/agent worker start close: (\d+)/)[1]);
+      assert(agentClose - appClose >= 7000, `agent closed ${agentClose - appClose}ms after the app workers`);
+      assert.doesNotMatch(app.stdout + app.stderr, /\[app_worker\] beforeExit fail/);
+    });
+
     it('terminates the processes app workers started', async () => {
       app = cluster('apps/sub-process');
       await app.expect('code', 0).end();
