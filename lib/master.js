@@ -179,7 +179,9 @@ class Master extends EventEmitter {
       fs.writeFileSync(this.options.pidFile, process.pid.toString(), 'utf-8');
     }
 
-    this.detectPorts().then(() => this.forkAgentWorker());
+    this.detectPorts().then(() => {
+      if (!this.closed) this.forkAgentWorker();
+    });
   }
 
   /**
