@@ -1,0 +1,7 @@
+'use strict';
+
+module.exports = app => {
+  app.router.get('/', ctx => {
+    ctx.body = { pid: process.pid, checker: app.chaos ? app.chaos.summary() : null };
+  });
+};

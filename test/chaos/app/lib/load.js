@@ -1,0 +1,183 @@
+'use strict';
+
+// The message load and its checks, shared by agent.js and app.js.
+//
+// Every sender numbers each of its streams 0, 1, 2, … A stream is (kind, sender pid) and,
+// for sendTo, the receiver too. A receiver remembers the last number of every stream it hears
+// and expects the next one to be last + 1: anything else is a gap (a lost message), a
+// duplicate or a reordering, and is reported to the driver at once. The driver later compares
+// what the survivors sent with what the survivors received (the tails).
+
+const MAX_VIOLATION_REPORTS = 50;
+
+function toParent(action, data) {
+  try {
+    process.send({ action, data, to: 'parent' });
+  } catch (_) {
+    // the channel is gone: the master died, we are about to exit anyway
+  }
+}
+
+class Load {
+  /**
+   * @param {Object} worker - an egg Agent or Application
+   * @param {String} role - 'agent' | 'app'
+   */
+  constructor(worker, role) {
+    this.worker = worker;
+    this.messenger = worker.messenger;
+    this.role = role;
+    this.pid = process.pid;
+    this.tickMs = Number(process.env.CHAOS_TICK_MS || 50);
+    this.burst = Number(process.env.CHAOS_BURST || 5);
+    this.running = false;
+    this.timer = null;
+    this.startedAt = 0;
+    // what we send
+    this.seq = 0; // broadcast (agent) or to-agent (app) stream
+    this.perTarget = new Map(); // pid → next seq of our sendTo stream to it
+    this.peers = []; // app pids (apps learn them from the agent)
+    this.peerIndex = 0;
+    // what we receive: "kind:src" → { first, last, count, firstAt, lastAt }
+    this.streams = new Map();
+    this.checked = 0;
+    this.violations = 0;
+  }
+
+  receive(kind, data) {
+    if (!data || typeof data.seq !== 'number') {
+      this.violate({ type: 'malformed', kind, data });
+      return;
+    }
+    const key = `${kind}:${data.src}`;
+    const now = Date.now();
+    const s = this.streams.get(key);
+    if (!s) {
+      this.streams.set(key, { kind, src: data.src, first: data.seq, last: data.seq, count: 1, firstAt: now, lastAt: now });
+      this.checked++;
+      return;
+    }
+    if (data.seq === s.last + 1) {
+      s.last = data.seq;
+      s.count++;
+      s.lastAt = now;
+      this.checked++;
+      return;
+    }
+    this.violate({
+      type: data.seq <= s.last ? 'duplicate-or-reordered' : 'gap',
+      stream: key,
+      expected: s.last + 1,
+      got: data.seq,
+    });
+    if (data.seq > s.last) s.last = data.seq;
+    s.lastAt = now;
+  }
+
+  violate(detail) {
+    this.violations++;
+    if (this.violations <= MAX_VIOLATION_REPORTS) {
+      toParent('chaos-violation', Object.assign({ role: this.role, pid: this.pid }, detail));
+    }
+  }
+
+  start() {
+    if (this.timer) return;
+    this.running = true;
+    this.startedAt = Date.now();
+    this.timer = setInterval(() => this.tick(), this.tickMs);
+    // a heartbeat: how much this process has checked so far (kept by the driver, so the
+    // figures include workers that are killed later)
+    if (!this.beat) {
+      this.beat = setInterval(() => toParent('chaos-beat', this.summary()), 1000);
+      this.beat.unref();
+    }
+  }
+
+  stop() {
+    this.running = false;
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  nextFor(pid) {
+    const n = this.perTarget.get(pid) || 0;
+    this.perTarget.set(pid, n + 1);
+    return n;
+  }
+
+  tick() {
+    if (!this.running) return;
+    const m = this.messenger;
+    if (this.role === 'agent') {
+      // agent → every app worker (egg's sendToApp: a broadcast routed by the master)
+      for (let i = 0; i < this.burst; i++) m.sendToApp('chaos-bcast', { src: this.pid, seq: this.seq++ });
+      // agent → each app worker by pid (sendTo)
+      for (const pid of m.opids || []) m.sendTo(pid, 'chaos-a2p', { src: this.pid, seq: this.nextFor(pid) });
+      // tell the apps who their peers are (not checked)
+      if (this.seq % (this.burst * 10) === 0) m.sendToApp('chaos-peers', (m.opids || []).slice());
+    } else {
+      // app → agent
+      for (let i = 0; i < this.burst; i++) m.sendToAgent('chaos-p2a', { src: this.pid, seq: this.seq++ });
+      // app → another app by pid (sendTo)
+      const peers = this.peers.filter(pid => pid !== this.pid);
+      if (peers.length) {
+        const pid = peers[this.peerIndex++ % peers.length];
+        m.sendTo(pid, 'chaos-p2p', { src: this.pid, seq: this.nextFor(pid) });
+      }
+    }
+  }
+
+  report() {
+    const perTarget = {};
+    for (const [ pid, n ] of this.perTarget) perTarget[pid] = n - 1;
+    return {
+      role: this.role,
+      pid: this.pid,
+      running: this.running,
+      startedAt: this.startedAt,
+      // the last seq of each of our streams (-1: none sent)
+      sent: { seq: this.seq - 1, perTarget },
+      streams: Array.from(this.streams.values()),
+      checked: this.checked,
+      violations: this.violations,
+      rss: process.memoryUsage().rss,
+    };
+  }
+
+  summary() {
+    return { role: this.role, pid: this.pid, checked: this.checked, violations: this.violations };
+  }
+
+  /** Wires the messenger: checks, the driver's control messages, hello once ready. */
+  install() {
+    const m = this.messenger;
+    if (this.role === 'agent') {
+      m.on('chaos-p2a', data => this.receive('p2a', data));
+    } else {
+      m.on('chaos-bcast', data => this.receive('bcast', data));
+      m.on('chaos-a2p', data => this.receive('a2p', data));
+      m.on('chaos-p2p', data => this.receive('p2p', data));
+      m.on('chaos-peers', pids => {
+        if (Array.isArray(pids)) this.peers = pids.map(Number);
+      });
+    }
+    m.on('chaos-ctl', ctl => {
+      if (!ctl) return;
+      if (ctl.op === 'stop') this.stop();
+      if (ctl.op === 'start') this.start();
+      if (ctl.op === 'report') toParent('chaos-report', Object.assign({ token: ctl.token }, this.report()));
+      // a blocked event loop, for the orphan check: only a signal stops it now
+      if (ctl.op === 'block' && (!ctl.pids || ctl.pids.includes(this.pid))) {
+        toParent('chaos-blocking', { role: this.role, pid: this.pid });
+        setTimeout(() => { for (;;) { /* spin */ } }, 50);
+      }
+    });
+    m.once('egg-ready', () => {
+      if (process.env.CHAOS_AUTOSTART !== '0') this.start();
+      toParent('chaos-hello', { role: this.role, pid: this.pid });
+    });
+  }
+}
+
+module.exports = { Load };
