@@ -376,12 +376,14 @@ class Master extends EventEmitter {
 
     const worker = new AppWorker(forked.id, forked.pid, workerEnv);
     this.appWorkers.set(worker.id, worker);
-    this.log('[master] app_worker#%s:%s start, state: %s, current workers: %j',
-      worker.id, worker.pid, worker.state, this.clusterWorkerIds());
-
-    if (this.options.isDebug) {
-      this.messenger.send({ to: 'parent', from: 'app', action: 'debug', data: { debugPort: inspectPort, pid: worker.pid } });
-    }
+    // Node's cluster emits 'fork' on the next tick: the workers forked together are all listed
+    process.nextTick(() => {
+      this.log('[master] app_worker#%s:%s start, state: %s, current workers: %j',
+        worker.id, worker.pid, worker.state, this.clusterWorkerIds());
+      if (this.options.isDebug) {
+        this.messenger.send({ to: 'parent', from: 'app', action: 'debug', data: { debugPort: inspectPort, pid: worker.pid } });
+      }
+    });
     return worker;
   }
 

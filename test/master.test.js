@@ -40,7 +40,7 @@ describe('test/master.test.js', () => {
         .expect('stdout', /\[master\] start with env: isProduction: true, EGG_SERVER_ENV: prod, NODE_ENV: /)
         .expect('stdout', /\[master\] agent_worker#1:\d+ start with clusterPort:\d+/)
         .expect('stdout', /\[master\] start appWorker with args \["{\\"framework\\":/)
-        .expect('stdout', /\[master\] app_worker#1:\d+ start, state: none, current workers: \["1"\]/)
+        .expect('stdout', /\[master\] app_worker#1:\d+ start, state: none, current workers: \["1","2"\]/)
         .expect('stdout', /\[master\] app_worker#2:\d+ start, state: none, current workers: \["1","2"\]/)
         .expect('stdout', /\[master\] app_worker#\d:\d+ started at \d+, remain 1 \(\d+ms\)/)
         .expect('stdout', /\[master\] app_worker#\d:\d+ started at \d+, remain 0 \(\d+ms\)/)
