@@ -107,6 +107,10 @@ test('a negative stallTimeoutMs is refused', t => {
   t.throws(() => new NativeCluster({ stallTimeoutMs: -1 }, noop), { message: /stallTimeoutMs/ });
 });
 
+test('a negative orphanGraceMs is refused', t => {
+  t.throws(() => new NativeCluster({ orphanGraceMs: -1 }, noop), { message: /orphanGraceMs/ });
+});
+
 test('no options at all is a working core', t => {
   new NativeCluster(undefined, noop).close();
   new NativeCluster(null, noop).close();

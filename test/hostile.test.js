@@ -253,7 +253,6 @@ describe('test/hostile.test.js', () => {
     async function flood(count) {
       h.ctl(bad.pid, 'block');
       await h.report('blocking', bad.pid);
-      await sleep(200);
       const action = unique('to-all-apps');
       const chunk = 'z'.repeat(16 << 10);
       for (let i = 0; i < count; i++) h.pool.send({ action, data: { i, chunk }, to: 'app' });
@@ -272,7 +271,6 @@ describe('test/hostile.test.js', () => {
     it('sendToWorker returns false once its queue is full', async () => {
       h.ctl(bad.pid, 'block');
       await h.report('blocking', bad.pid);
-      await sleep(200);
       const chunk = 'z'.repeat(16 << 10);
       let sent = 0;
       while (h.pool.sendToWorker(bad.pid, { action: 'fill', data: chunk })) {

@@ -19,7 +19,7 @@ import {
 } from '../..';
 
 // ---- WorkerPool ----
-const pool = new WorkerPool({ maxLineBytes: 1 << 20, queueBytes: 1 << 24, stallTimeout: 500, schedulingPolicy: 'rr', deathSignal: 'SIGKILL' });
+const pool = new WorkerPool({ maxLineBytes: 1 << 20, queueBytes: 1 << 24, stallTimeout: 500, schedulingPolicy: 'rr', deathSignal: 'SIGKILL', orphanGrace: 400 });
 const noDeath = new WorkerPool({ deathSignal: '' });
 noDeath.close();
 const policy: 'rr' | 'none' | 'reuseport' = pool.schedulingPolicy;
