@@ -440,12 +440,10 @@ class Master extends EventEmitter {
     this.isAllWorkerStarted = true;
     for (const w of this.appWorkers.values()) w.disableRefork = false;
 
-    this.appAddress = getAddress({
-      addressType: address.addressType,
-      address: address.address,
-      port: this.options.sticky ? this.realPort : address.port,
-      protocol: this.protocol,
-    });
+    // egg-cluster completes the last app-start's address in place: later 'app-start' listeners see it
+    address.protocol = this.protocol;
+    if (this.options.sticky) address.port = this.realPort;
+    this.appAddress = getAddress(address);
 
     if (this.options.sticky) {
       this.startStickyServer(err => this.ready(err || true));
