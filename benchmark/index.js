@@ -22,7 +22,7 @@ const KiB = 1024;
 const SMALL = 40; // payload chars: with the envelope a message is ~100 bytes on the wire
 const CFG = quick
   ? { reps: 1, small: 5000, b64: 100, b1m: 10, hwm64PerApp: 100, rtt: 300, warmup: 50, timeout: 60000 }
-  : { reps: 3, small: 20000, b64: 1000, b1m: 100, hwm64PerApp: 500, rtt: 10000, warmup: 500, timeout: 180000 };
+  : { reps: 5, small: 20000, b64: 1000, b1m: 100, hwm64PerApp: 500, rtt: 10000, warmup: 500, timeout: 180000 };
 
 const resultsDir = path.join(__dirname, 'results');
 const logDir = path.join(resultsDir, 'logs');
@@ -168,16 +168,6 @@ async function roundTrip(c, n, warmup) {
   }
 }
 
-/** repeat a burst, keep the median throughput and the total CPU over all repetitions */
-async function reps(fn) {
-  const runs = [];
-  for (let i = 0; i < CFG.reps; i++) runs.push(await fn());
-  const rates = runs.map(r => r.deliveries / r.seconds);
-  const deliveries = runs.reduce((a, r) => a + r.deliveries, 0);
-  const cpu = runs.reduce((a, r) => a + r.masterCpuUs, 0);
-  return { msgsPerSec: median(rates), rates, deliveriesPerRep: runs[0].deliveries, cpuUsPerMsg: cpu / deliveries, runs };
-}
-
 const SCENARIOS = [
   { key: 'toApps', label: 'agent → all apps (sendToApp), ~100 B', senders: 'agent', via: 'sendToApp', receivers: 'app', size: SMALL, n: () => CFG.small },
   { key: 'toAgent', label: 'apps → agent (sendToAgent), ~100 B', senders: 'app', via: 'sendToAgent', receivers: 'agent', size: SMALL, n: () => CFG.small },
@@ -185,54 +175,106 @@ const SCENARIOS = [
   { key: 'bcast1m', label: 'broadcast 1 MiB to all apps', senders: 'agent', via: 'sendToApp', receivers: 'app', size: KiB * KiB, n: () => CFG.b1m },
 ];
 
-async function runCluster(impl, workers, port) {
-  const c = new Cluster(impl, workers, port);
-  try {
-    await c.start();
-    const r = { readyMs: c.readyMs, rssAfterStartMiB: c.rssAfterStartKiB / KiB, masterPid: c.pid };
-    for (const s of SCENARIOS) {
-      r[s.key] = await reps(() => burst(c, { ...s, n: s.n() }));
-      r[s.key].bytes = s.size;
-      log(`${impl} ×${workers} ${s.label}: ${fmtRate(r[s.key].msgsPerSec)} msg/s delivered, master ${r[s.key].cpuUsPerMsg.toFixed(2)} µs CPU/msg`);
-    }
-    const rtt = await roundTrip(c, CFG.rtt, CFG.warmup);
-    r.rtt = { p50: rtt.p50, p90: rtt.p90, p99: rtt.p99, max: rtt.max, mean: rtt.mean, n: rtt.n, cpuUsPerMsg: rtt.masterCpuUs / rtt.deliveries };
-    log(`${impl} ×${workers} round trip: p50 ${rtt.p50.toFixed(1)} µs, p99 ${rtt.p99.toFixed(1)} µs, master ${r.rtt.cpuUsPerMsg.toFixed(2)} µs CPU/msg`);
-    const hwm = await burst(c, { senders: 'app', via: 'sendToAgent', receivers: 'agent', size: 64 * KiB, n: CFG.hwm64PerApp, peak: true });
-    r.peak64k = { peakMiB: hwm.peakKiB / KiB, source: hwm.peakSource, sampledMaxRssMiB: hwm.sampledMaxRssKiB / KiB, msgsPerSec: hwm.deliveries / hwm.seconds, deliveries: hwm.deliveries, cpuUsPerMsg: hwm.masterCpuUs / hwm.deliveries, dropped: 0 };
-    log(`${impl} ×${workers} 64 KiB apps → agent burst: master peak RSS ${r.peak64k.peakMiB.toFixed(1)} MiB (${hwm.peakSource}), ${hwm.deliveries} delivered, none dropped`);
-    return r;
-  } finally {
-    await c.stop();
+/** the reference run: benchmark/limit.js, a plain Node parent and its forked children */
+class Limit {
+  constructor(workers) {
+    this.workers = workers;
+  }
+
+  async start() {
+    this.child = fork(path.join(__dirname, 'limit.js'), [], { stdio: 'inherit', execArgv: [] });
+    await this.call('setup', { workers: this.workers });
+  }
+
+  call(cmd, args) {
+    return new Promise((resolve, reject) => {
+      this.child.once('message', m => (m.action === 'limit:result' ? resolve(m.data) : reject(new BenchError(`limit: ${m.data.message}`))));
+      this.child.send({ cmd, args });
+    });
+  }
+
+  async burst(s) {
+    const x = await this.call(s.senders === 'agent' ? 'toApps' : 'toAgent', { id: nextId++, n: s.n(), size: s.size, timeout: CFG.timeout });
+    if (x.errors || x.got !== x.deliveries) throw new BenchError(`limit ${s.key}: ${x.errors} out of order, got ${x.got} of ${x.deliveries}`);
+    return x;
+  }
+
+  async stop() {
+    if (!this.child) return;
+    await Promise.race([ this.call('teardown', {}).catch(() => {}), sleep(10000) ]);
+    this.child.kill();
   }
 }
 
-async function runLimit(workers) {
-  const child = fork(path.join(__dirname, 'limit.js'), [], { stdio: 'inherit', execArgv: [] });
-  const call = (cmd, args) => new Promise((resolve, reject) => {
-    child.once('message', m => (m.action === 'limit:result' ? resolve(m.data) : reject(new BenchError(m.data.message))));
-    child.send({ cmd, args });
-  });
+const rotate = (xs, i) => xs.map((_, j) => xs[(i + j) % xs.length]);
+const pct = (sorted, f) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))];
+
+/**
+ * All measurements for one worker count. Both clusters (and the limit's processes) are up at
+ * the same time, idle but for the one being measured, and the repetitions of every scenario
+ * take turns between them (egg-cluster, egg-cluster-rs, limit, then rotated), so that the
+ * background load of a shared machine falls on all of them alike.
+ */
+async function runWorkers(workers, port) {
+  const order = workers === WORKERS[0] ? IMPLS : [ ...IMPLS ].reverse(); // who starts first alternates
+  const clusters = {};
+  const limit = new Limit(workers);
+  const r = { limit: {} };
   try {
-    await call('setup', { workers });
-    const r = {};
-    for (const s of SCENARIOS) {
-      const rs = [];
-      for (let i = 0; i < CFG.reps; i++) {
-        const x = await call(s.senders === 'agent' ? 'toApps' : 'toAgent', { id: nextId++, n: s.n(), size: s.size, timeout: CFG.timeout });
-        if (x.errors || x.got !== x.deliveries * (s.senders === 'agent' ? 1 : 1)) throw new BenchError(`limit ${s.key}: ${x.errors} errors, got ${x.got} of ${x.deliveries}`);
-        rs.push(x.deliveries / x.seconds);
-      }
-      r[s.key] = { msgsPerSec: median(rs), rates: rs };
+    for (const impl of order) {
+      clusters[impl] = new Cluster(impl, workers, port++);
+      await clusters[impl].start();
+      r[impl] = { readyMs: clusters[impl].readyMs, rssAfterStartMiB: clusters[impl].rssAfterStartKiB / KiB, masterPid: clusters[impl].pid };
     }
-    const rtt = await call('rtt', { id: nextId++, n: CFG.rtt, warmup: CFG.warmup, size: SMALL });
-    if (rtt.errors) throw new BenchError('limit rtt out of order');
-    r.rtt = rtt;
-    log(`limit ×${workers}: ${SCENARIOS.map(s => `${s.key} ${fmtRate(r[s.key].msgsPerSec)}/s`).join(', ')}, rtt p50 ${rtt.p50.toFixed(1)} µs p99 ${rtt.p99.toFixed(1)} µs`);
-    await call('teardown', {});
+    await limit.start();
+    const sides = [ ...IMPLS, 'limit' ];
+    for (const s of SCENARIOS) {
+      const runs = Object.fromEntries(sides.map(k => [ k, [] ]));
+      for (let i = 0; i < CFG.reps; i++) {
+        for (const side of rotate(sides, i)) {
+          runs[side].push(side === 'limit' ? await limit.burst(s) : await burst(clusters[side], { ...s, n: s.n() }));
+        }
+      }
+      for (const side of sides) {
+        const rates = runs[side].map(x => x.deliveries / x.seconds);
+        const out = r[side][s.key] = { msgsPerSec: median(rates), rates, bytes: s.size, deliveriesPerRep: runs[side][0].deliveries };
+        if (side !== 'limit') out.cpuUsPerMsg = runs[side].reduce((a, x) => a + x.masterCpuUs, 0) / runs[side].reduce((a, x) => a + x.deliveries, 0);
+      }
+      log(`×${workers} ${s.label}: ${sides.map(k => `${k} ${fmtRate(r[k][s.key].msgsPerSec)}/s${r[k][s.key].cpuUsPerMsg != null ? ` (master ${r[k][s.key].cpuUsPerMsg.toFixed(2)} µs/msg)` : ''}`).join(', ')}`);
+    }
+    // round trips, in `reps` chunks taking turns; percentiles over all samples
+    const chunk = Math.ceil(CFG.rtt / CFG.reps);
+    const trips = Object.fromEntries(sides.map(k => [ k, { samples: [], cpu: 0, deliveries: 0 } ]));
+    for (let i = 0; i < CFG.reps; i++) {
+      for (const side of rotate(sides, i)) {
+        const x = side === 'limit'
+          ? await limit.call('rtt', { id: nextId++, n: chunk, warmup: CFG.warmup, size: SMALL })
+          : await roundTrip(clusters[side], chunk, CFG.warmup);
+        if (x.errors) throw new BenchError(`${side}: ${x.errors} round trips out of order`);
+        trips[side].samples.push(...x.samples);
+        trips[side].cpu += x.masterCpuUs || 0;
+        trips[side].deliveries += x.deliveries || 0;
+      }
+    }
+    for (const side of sides) {
+      const t = trips[side];
+      const sorted = t.samples.sort((a, b) => a - b);
+      r[side].rtt = { n: sorted.length, p50: pct(sorted, 0.5), p90: pct(sorted, 0.9), p99: pct(sorted, 0.99), max: sorted[sorted.length - 1],
+        mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
+      if (side !== 'limit') r[side].rtt.cpuUsPerMsg = t.cpu / t.deliveries;
+    }
+    log(`×${workers} round trip p50 / p99: ${sides.map(k => `${k} ${r[k].rtt.p50.toFixed(0)} / ${r[k].rtt.p99.toFixed(0)} µs`).join(', ')}`);
+    for (const impl of order) {
+      const c = clusters[impl];
+      const hwm = await burst(c, { senders: 'app', via: 'sendToAgent', receivers: 'agent', size: 64 * KiB, n: CFG.hwm64PerApp, peak: true });
+      r[impl].peak64k = { peakMiB: hwm.peakKiB / KiB, source: hwm.peakSource, sampledMaxRssMiB: hwm.sampledMaxRssKiB / KiB, msgsPerSec: hwm.deliveries / hwm.seconds,
+        deliveries: hwm.deliveries, cpuUsPerMsg: hwm.masterCpuUs / hwm.deliveries, dropped: 0 };
+      log(`${impl} ×${workers} 64 KiB apps → agent burst: master peak RSS ${r[impl].peak64k.peakMiB.toFixed(1)} MiB (${hwm.peakSource}), all ${hwm.deliveries} delivered in order`);
+    }
     return r;
   } finally {
-    child.kill();
+    for (const impl of order) if (clusters[impl]) await clusters[impl].stop();
+    await limit.stop();
   }
 }
 
@@ -265,11 +307,8 @@ async function main() {
   log(`${quick ? 'quick' : 'full'} run on ${results.machine.cpus} × ${results.machine.model}, node ${process.version}, egg ${results.versions.egg}, egg-cluster ${results.versions.eggCluster}, egg-cluster-rs ${results.versions.eggClusterRs}`);
   let port = 17101;
   for (const workers of WORKERS) {
-    results.runs[workers] = {};
-    // alternate who starts first (cold caches, timers) between the two worker counts
-    const order = workers === WORKERS[0] ? IMPLS : [ ...IMPLS ].reverse();
-    for (const impl of order) results.runs[workers][impl] = await runCluster(impl, workers, port++);
-    results.runs[workers].limit = await runLimit(workers);
+    results.runs[workers] = await runWorkers(workers, port);
+    port += 10;
   }
   results.durationSec = (Date.now() - t0) / 1000;
   results.machine.loadavgAtEnd = os.loadavg();
@@ -283,7 +322,9 @@ async function main() {
   log(`results: ${path.relative(process.cwd(), file)} (${results.durationSec.toFixed(0)} s)`);
 }
 
-main().catch(err => {
+module.exports = { Cluster, burst, roundTrip, SCENARIOS, CFG, BenchError };
+
+if (require.main === module) main().catch(err => {
   console.error(`\n[bench] FAILED: ${err.message}`);
   if (!(err instanceof BenchError)) console.error(err.stack);
   process.exit(1);

@@ -107,7 +107,7 @@ const handlers = {
       }
       const sorted = Array.from(samples).sort((a, b) => a - b);
       const q = f => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))];
-      return { n, errors, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: sorted[n - 1] };
+      return { n, errors, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: sorted[n - 1], samples: sorted.map(x => Math.round(x * 10) / 10) };
     } finally {
       pin([ process.pid, ...children.map(c => c.pid) ], allCpus);
     }

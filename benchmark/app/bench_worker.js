@@ -109,6 +109,7 @@ module.exports = function install(messenger, role) {
       id: trip.cmd.id, pid, n: sorted.length, errors: trip.errors,
       p50: q(0.5), p90: q(0.9), p99: q(0.99), max: sorted[sorted.length - 1],
       mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+      samples: sorted.map(x => Math.round(x * 10) / 10), // the driver merges repetitions
     });
     trip = null;
   });

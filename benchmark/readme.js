@@ -1,0 +1,43 @@
+'use strict';
+
+// node benchmark/readme.js [results.json]: writes the "Benchmarks" section of README.md
+// (between the bench markers, appended at the end the first time) from a results file.
+const fs = require('fs');
+const path = require('path');
+const { build } = require('./report');
+
+const src = process.argv[2] || path.join(__dirname, 'results', 'latest.json');
+const results = JSON.parse(fs.readFileSync(src, 'utf8'));
+const readme = path.join(__dirname, '..', 'README.md');
+const START = '<!-- bench:start -->';
+const END = '<!-- bench:end -->';
+const m = results.machine;
+const load = m.loadavg ? ` Load average when it started: ${m.loadavg.map(x => x.toFixed(1)).join(', ')} (the machine is shared; expect noise).` : '';
+const section = `${START}
+## Benchmarks
+
+\`npm run bench\` (about ${Math.ceil(results.durationSec / 60)} minutes; \`npm run bench:quick\` for a smoke run) starts egg-cluster ${results.versions.eggCluster} and
+egg-cluster-rs, one after the other in the same run, on the same egg 3 app (\`benchmark/app\`),
+with 2 and then 4 app workers; each master is a child of the driver (\`benchmark/master.js\`), and
+all traffic goes through egg's own \`app.messenger\` / \`agent.messenger\` in the workers. Every
+message carries a per-sender sequence number and is counted on arrival: a lost or reordered
+message fails the run. The "limit" column is two kinds of plain Node processes talking directly
+over Node's IPC (\`child_process.fork\`, no master in between) with the same messages. Bursts:
+${results.config.small} messages of ~100 B (agent → apps; and from each app → agent), ${results.config.b64} × 64 KiB and ${results.config.b1m} × 1 MiB
+from the agent to all apps, ${results.config.reps} repetitions each (median throughput); round trips: ${results.config.rtt} app → agent →
+same app by pid, one in flight, master and workers pinned to CPU 0 (\`taskset\`); master CPU is
+utime+stime from \`/proc/<pid>/stat\` (10 ms ticks) per delivered message; the peak RSS is the master's
+VmHWM (reset before) during ${results.config.hwm64PerApp} × 64 KiB from each app to the agent. Results: \`benchmark/results/latest.json\`.
+
+Measured ${results.date.slice(0, 10)} on ${m.cpus} cores (${m.model}), Node ${m.node}.${load}
+
+${build(results).markdown}
+![egg-cluster-rs vs egg-cluster](benchmark/results/chart.svg)
+${END}
+`;
+let text = fs.readFileSync(readme, 'utf8');
+const a = text.indexOf(START);
+const b = text.indexOf(END);
+text = a >= 0 && b > a ? text.slice(0, a) + section.trimEnd() + text.slice(b + END.length) : `${text.trimEnd()}\n\n${section}`;
+fs.writeFileSync(readme, text);
+console.log(`README.md: Benchmarks section from ${path.relative(process.cwd(), src)}`);
