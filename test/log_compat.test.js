@@ -23,29 +23,68 @@ function masterLines(output) {
       .replace(/\d+/g, 'n')));
 }
 
-async function run(framework) {
-  const app = cluster('apps/app-die', { framework, workers: 2 });
-  await app.expect('code', 0).end();
-  await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
-  await sleep(4000);
-  app.proc.kill('SIGTERM');
-  await once(app.proc, 'exit');
+async function run(framework, scenario) {
+  const app = cluster(scenario.app, Object.assign({ framework }, scenario.options));
+  await app.end();
+  await scenario.act(app);
+  if (app.proc.exitCode === null && app.proc.signalCode === null) {
+    app.proc.kill('SIGTERM');
+    await once(app.proc, 'exit');
+  }
   await sleep(500);
   return masterLines(app.stdout + app.stderr);
 }
 
+const scenarios = [{
+  name: 'start in production, an app worker exits and is reforked, close',
+  app: 'apps/app-die',
+  options: { workers: 2 },
+  env: 'prod',
+  async act(app) {
+    await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
+    await sleep(4000);
+  },
+}, {
+  name: 'an app worker fails to start',
+  app: 'apps/app-start-error',
+  env: 'prod',
+  async act(app) {
+    if (app.proc.exitCode === null) await once(app.proc, 'exit');
+  },
+}, {
+  name: 'the agent dies after the start and is reforked',
+  app: 'apps/agent-die',
+  env: 'prod',
+  async act(app) {
+    app.proc.send({ to: 'agent', action: 'agent-exit-now' });
+    await sleep(4000);
+  },
+}, {
+  name: 'the master is SIGKILLed',
+  app: 'apps/master-worker-started',
+  options: { workers: 2 },
+  env: 'local',
+  async act(app) {
+    app.proc.kill('SIGKILL');
+    await once(app.proc, 'exit');
+    await sleep(2000);
+  },
+}];
+
 describe('test/log_compat.test.js', () => {
   afterEach(mm.restore);
 
-  it('logs the same lines as egg-cluster 2.5 through start, a refork and close', async function() {
-    this.timeout(120000);
-    mm.env('prod');
-    mm(process.env, 'EGG_APP_WORKER_LOGGER_LEVEL', 'INFO');
-    mm(process.env, 'EGG_AGENT_WORKER_LOGGER_LEVEL', 'INFO');
-    const theirs = await run(getFilepath('log-compat'));
-    const ours = await run(getFilepath('egg'));
-    const missing = [ ...theirs ].filter(line => !ours.has(line));
-    const extra = [ ...ours ].filter(line => !theirs.has(line));
-    assert.deepStrictEqual({ missing, extra }, { missing: [], extra: [] });
+  scenarios.forEach(scenario => {
+    it(`logs the lines egg-cluster 2.5 logs: ${scenario.name}`, async function() {
+      this.timeout(120000);
+      mm.env(scenario.env);
+      mm(process.env, 'EGG_APP_WORKER_LOGGER_LEVEL', 'INFO');
+      mm(process.env, 'EGG_AGENT_WORKER_LOGGER_LEVEL', 'INFO');
+      const theirs = await run(getFilepath('log-compat'), scenario);
+      const ours = await run(getFilepath('egg'), scenario);
+      const missing = [ ...theirs ].filter(line => !ours.has(line));
+      const extra = [ ...ours ].filter(line => !theirs.has(line));
+      assert.deepStrictEqual({ missing, extra }, { missing: [], extra: [] });
+    });
   });
 });
