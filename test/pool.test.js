@@ -149,6 +149,24 @@ describe('test/pool.test.js', () => {
     });
   });
 
+  describe('exit reports in a host that also uses child_process', () => {
+    for (const order of [ 'libuv-first', 'core-first' ]) {
+      it(`every exit is reported right when ${order === 'libuv-first' ? "libuv's SIGCHLD handler came first" : 'the core came first'}`, async () => {
+        const child = spawn(process.execPath, [ require.resolve('./fixtures/pool/exits_under_load.js'), order ],
+          { stdio: [ 'ignore', 'pipe', 'inherit' ] });
+        let out = '';
+        child.stdout.on('data', d => { out += d; });
+        const code = await new Promise(resolve => child.on('exit', resolve));
+        assert.strictEqual(code, 0);
+        const { workers, others } = JSON.parse(out);
+        assert.strictEqual(workers.length, 8);
+        for (const w of workers) assert.deepStrictEqual(w.got, w.want);
+        assert.strictEqual(others.length, 60);
+        for (const o of others) assert.deepStrictEqual(o.got, o.want);
+      });
+    }
+  });
+
   describe('ordering and volume', () => {
     it('messages a worker wrote just before exiting are emitted before its exit', async () => {
       h = new PoolHarness();
