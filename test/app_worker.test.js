@@ -178,6 +178,8 @@ describe('test/app_worker.test.js', () => {
       assert.match(app.stderr, /nodejs\.AppWorkerDiedError: \[master\] app_worker#1:\d+ died/);
       assert.match(app.stdout, /\[master\] app_worker#2:\d+ started at \d+, remain 0/);
       await request(`http://127.0.0.1:${app.port}`).get('/').expect(200, 'worker 2');
+      // the new worker takes the place, and cfork's index, of the one that died
+      await request(`http://127.0.0.1:${app.port}`).get('/cfork-env').expect(200, '0/1');
 
       await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
       await sleep(5000);
