@@ -3,9 +3,13 @@
 // The short form of the fault suite (test/chaos/run.js has the long one: npm run test:chaos):
 // an egg 3 app with an agent and 4 app workers under a steady message load, a few dozen
 // SIGKILLs of app workers and the agent, then every check of the long form.
+// And the refork backoff of a crash-looping slot in production.
 
 const assert = require('assert');
-const { runChaos, printFigures } = require('./chaos/run');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { runChaos, printFigures, launch, sleep } = require('./chaos/run');
 
 describe('test/chaos.test.js', function() {
   this.timeout(180000);
@@ -25,5 +29,62 @@ describe('test/chaos.test.js', function() {
     assert.deepStrictEqual(figures.failures, [], lines.join('\n'));
     assert(figures.killsSurvived >= 10, `${figures.killsSurvived} kills`);
     assert(figures.messagesChecked > 1000, `${figures.messagesChecked} messages checked`);
+  });
+
+  describe('refork backoff (production)', () => {
+    let dir;
+    let m;
+
+    afterEach(() => {
+      if (m) m.kill();
+      m = null;
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    // egg-cluster gives up on a slot whose reforked worker dies before app-start; a
+    // crash-looping slot should instead be reforked with an exponential, capped backoff, and
+    // come back once the cause is gone.
+    it('a crash-looping slot is reforked with a growing delay, never abandoned, and recovers', async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'egg-cluster-rs-backoff-'));
+      const crashFile = path.join(dir, 'crash');
+      m = launch({
+        workers: 2,
+        port: 17533,
+        logFile: path.join(dir, 'master.log'),
+        env: { CHAOS_DIR: dir, CHAOS_CRASH_FILE: crashFile, CHAOS_BURST: '1', CHAOS_TICK_MS: '200' },
+      });
+      await m.wait(x => x.action === 'egg-ready', 60000, 'egg-ready');
+      const [ victim, survivor ] = m.apps();
+      assert(victim && survivor, `app workers: ${m.apps()}`);
+
+      fs.writeFileSync(crashFile, '');
+      process.kill(victim, 'SIGKILL');
+      // watch the slot: every app worker pid that appears besides the survivor is a refork
+      const forks = []; // [pid, at]
+      const seen = new Set([ victim, survivor ]);
+      const end = Date.now() + 15000;
+      while (Date.now() < end) {
+        for (const pid of m.apps()) {
+          if (!seen.has(pid)) {
+            seen.add(pid);
+            forks.push([ pid, Date.now() ]);
+          }
+        }
+        await sleep(20);
+      }
+      const log = fs.readFileSync(path.join(dir, 'master.log'), 'utf8');
+      const starts = log.split('\n').filter(line => /\[master\] app_worker#\d+:\d+ start, state/.test(line)).length;
+      assert(forks.length >= 3, `the crash-looping slot was forked ${forks.length} time(s) in the 15 s after the kill ` +
+        `(${starts} app_worker start lines in the master log); expected reforks with a backoff, not giving up`);
+      const gaps = forks.slice(1).map((f, i) => f[1] - forks[i][1]);
+      assert(gaps[gaps.length - 1] > gaps[0], `the delays between reforks do not grow: ${gaps.join(', ')} ms`);
+
+      // the cause is gone: the slot comes back
+      fs.unlinkSync(crashFile);
+      const back = Date.now() + 45000;
+      while (m.apps().length < 2 && Date.now() < back) await sleep(100);
+      await sleep(3000);
+      assert.strictEqual(m.apps().length, 2, `${m.apps().length} app workers 45 s after the crash cause went away`);
+    });
   });
 });

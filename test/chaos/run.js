@@ -546,7 +546,69 @@ function printFigures(f, write = console.log) {
   if (f.masterLog) write(`master log                   ${f.masterLog}`);
 }
 
-module.exports = { runChaos, printFigures, checkTails, alive, childrenOf, descendantsOf, fdCount, rssOf };
+/**
+ * Starts test/chaos/app under our master in production mode, this process as its parent.
+ * @param {Object} opts - workers, port, env (extra environment), logFile
+ * @return {Object} { child, pid, messages, wait(match, timeout, what), apps(), agent(), kill() }
+ */
+function launch(opts) {
+  const out = fs.openSync(opts.logFile, 'a');
+  const child = fork(MASTER, [ JSON.stringify({
+    baseDir: APP, framework: FRAMEWORK, workers: opts.workers, port: opts.port, env: 'prod',
+  }) ], {
+    execArgv: [ '--expose-gc' ],
+    stdio: [ 'ignore', out, out, 'ipc' ],
+    env: Object.assign({}, process.env, { EGG_SERVER_ENV: 'prod', NODE_ENV: 'production' }, opts.env),
+  });
+  fs.closeSync(out);
+  const messages = [];
+  const waiters = [];
+  child.on('message', msg => {
+    messages.push(msg);
+    for (const w of waiters.slice()) {
+      if (w.match(msg)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(msg);
+      }
+    }
+  });
+  const byScript = script => childrenOf(child.pid)
+    .filter(s => s.state !== 'Z' && s.state !== 'X' && cmdline(s.pid).includes(script))
+    .map(s => s.pid);
+  return {
+    child,
+    pid: child.pid,
+    messages,
+    wait(match, timeout = 30000, what = 'a message') {
+      const found = messages.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { match, resolve };
+        waiters.push(w);
+        setTimeout(() => {
+          const i = waiters.indexOf(w);
+          if (i < 0) return;
+          waiters.splice(i, 1);
+          reject(new Error(`timed out after ${timeout}ms waiting for ${what}`));
+        }, timeout).unref();
+      });
+    },
+    apps: () => byScript('app_worker.js'),
+    agent: () => byScript('agent_worker.js')[0],
+    kill() {
+      const tree = descendantsOf(child.pid);
+      for (const pid of [ child.pid, ...tree ]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (_) {
+          // gone
+        }
+      }
+    },
+  };
+}
+
+module.exports = { runChaos, printFigures, checkTails, launch, alive, childrenOf, descendantsOf, fdCount, rssOf, sleep };
 
 if (require.main === module) {
   runChaos().then(figures => {
