@@ -268,6 +268,20 @@ describe('test/pool.test.js', () => {
       await waitUntil(() => !alive(grandchild), 2000, `grandchild ${grandchild} to die`);
     });
 
+    it('a grandchild started during the timeout, by the SIGTERM handler, is killed too', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      h.ctl(app.pid, 'grandchildOnSigterm');
+      await h.report('ignoring-sigterm', app.pid);
+      const done = h.pool.terminate(app.pid, 1500);
+      const { pid: grandchild } = await h.report('grandchild', undefined, 5000);
+      await done;
+      await waitUntil(() => !alive(grandchild), 2000, `grandchild ${grandchild} to die`).catch(err => {
+        try { process.kill(grandchild, 'SIGKILL'); } catch (_) { /* gone */ }
+        throw err;
+      });
+    });
+
     it('terminate of a pid that is not a worker resolves without killing anything', async () => {
       h = new PoolHarness();
       const app = await h.fork('app');
