@@ -3,7 +3,8 @@
 const assert = require('assert');
 const crypto = require('crypto');
 const fs = require('fs');
-const { PoolHarness, sleep, waitUntil } = require('./fixtures/pool/harness');
+const { WorkerPool } = require('../lib/pool');
+const { PoolHarness, WORKER, sleep, waitUntil } = require('./fixtures/pool/harness');
 
 let seq = 0;
 const unique = name => `${name}-${++seq}`;
@@ -211,6 +212,31 @@ describe('test/hostile.test.js', () => {
     });
   });
 
+  describe('a pool without an error listener', () => {
+    let pool;
+
+    afterEach(() => pool && pool.close());
+
+    it('does not throw on bad input, and keeps routing', async () => {
+      pool = new WorkerPool();
+      const uncaught = [];
+      const onUncaught = err => uncaught.push(err);
+      process.on('uncaughtException', onUncaught);
+      try {
+        const { pid } = pool.forkApp({ exec: WORKER });
+        const messages = [];
+        pool.on('message', msg => messages.push(msg));
+        await waitUntil(() => messages.some(m => m.action === 'ready'), 10000, 'ready');
+        pool.sendToWorker(pid, { action: 'ctl', data: { op: 'raw', text: '{bad\n[1]\n', after: { action: 'fine', to: 'master' } } });
+        await waitUntil(() => messages.some(m => m.action === 'fine'), 10000, 'the next message');
+        await sleep(100);
+        assert.deepStrictEqual(uncaught, []);
+      } finally {
+        process.removeListener('uncaughtException', onUncaught);
+      }
+    });
+  });
+
   describe('with maxLineBytes 1 MiB', () => {
     beforeEach(() => start({ maxLineBytes: 1 << 20 }));
 
@@ -235,6 +261,26 @@ describe('test/hostile.test.js', () => {
       h.ctl(bad.pid, 'send', { msg: { action: after } });
       await h.got(agent.pid, m => m.action === after);
       assert.deepStrictEqual(h.received(m => m.action === action), []);
+    });
+
+    it('the valid lines written around a 2 MiB line in the same write arrive', async () => {
+      const before = unique('before-big');
+      const behind = unique('behind-big');
+      h.ctl(bad.pid, 'rawLong', { bytes: 2 << 20, before: { action: before }, behind: { action: behind } });
+      await h.errorFor(bad.pid, 'ERR_FRAME_TOO_BIG');
+      await h.got(agent.pid, m => m.action === before);
+      await h.got(agent.pid, m => m.action === behind);
+    });
+
+    it('a line of exactly maxLineBytes bytes arrives, one byte more does not', async () => {
+      const exact = unique('exact');
+      const over = unique('over');
+      h.ctl(bad.pid, 'rawLong', { bytes: (1 << 20) + 1, action: exact }); // + its \n
+      await h.got(agent.pid, m => m.action === exact, 10000, 'the line of exactly the cap');
+      h.ctl(bad.pid, 'rawLong', { bytes: (1 << 20) + 2, action: over, after: { action: `${over}-after` } });
+      await h.errorFor(bad.pid, 'ERR_FRAME_TOO_BIG');
+      await h.got(agent.pid, m => m.action === `${over}-after`);
+      assert.deepStrictEqual(h.received(m => m.action === over), []);
     });
 
     it('a line just under the cap arrives', async () => {

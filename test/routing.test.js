@@ -291,6 +291,18 @@ describe('test/routing.test.js', () => {
       assert.deepStrictEqual(await heard, { self: true });
     });
 
+    it('`to: parent` in a master without a parent is dropped, and routing goes on', async () => {
+      const action = unique('no-parent');
+      const parentEvent = h.wait('parent', e => e.msg.action === action);
+      h.ctl(apps[0].pid, 'send', { msg: { action, to: 'parent' } });
+      const { msg } = await parentEvent;
+      assert.strictEqual(msg.from, 'app');
+      assert.strictEqual(messenger.hasParent, false);
+      const after = unique('after-no-parent');
+      h.ctl(apps[0].pid, 'send', { msg: { action: after } });
+      await h.got(agent.pid, m => m.action === after);
+    });
+
     it('messages from one worker arrive at another in the order they were sent', async () => {
       const action = unique('order');
       const msgs = [];
@@ -395,6 +407,13 @@ describe('test/routing.test.js', () => {
       await sleep(QUIET);
       assert.strictEqual(m.all('message', x => x.action === 'master-heard' && x.data.action === 'got' &&
         x.data.data.msg.action === action).length, 1);
+    });
+
+    it("a string message 'x' from the parent is emitted on the master as ('x', 'x')", async () => {
+      const action = unique('parent-string');
+      m.send(action);
+      const heard = await m.heard(action);
+      assert.strictEqual(heard, action);
     });
 
     it("a parent cannot spoof `from`: the master stamps 'parent'", async () => {
