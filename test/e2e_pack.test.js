@@ -201,8 +201,12 @@ describe('test/e2e_pack.test.js', function() {
         // gone already
       }
     }
-    if (process.env.EGG_CLUSTER_RS_KEEP_E2E === '1' || failed) {
+    if (process.env.EGG_CLUSTER_RS_KEEP_E2E === '1') {
       console.log('      [e2e] kept %s', tmp);
+    } else if (failed) {
+      // the logs (app/logs, home/logs) and the tarball stay for a look; node_modules goes
+      fs.rmSync(path.join(appDir, 'node_modules'), { recursive: true, force: true });
+      console.log('      [e2e] kept %s (without app/node_modules)', tmp);
     } else {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -211,7 +215,8 @@ describe('test/e2e_pack.test.js', function() {
   it('npm pack builds the addon and packs what an install needs, nothing else', async () => {
     const res = await run('npm', [ 'pack', '--json', '--pack-destination', packDir ], { cwd: ROOT, env, timeout: 5 * 60 * 1000 });
     assert.strictEqual(res.code, 0, describeRun(res));
-    const [ info ] = JSON.parse(res.stdout.slice(res.stdout.indexOf('[')));
+    // (a lifecycle script may print to stdout before npm's JSON)
+    const [ info ] = JSON.parse(res.stdout.slice(res.stdout.search(/^\[\s*$/m)));
     tarball = path.join(packDir, info.filename);
     assert(fs.existsSync(tarball), tarball);
 
