@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::error::CoreError;
 use crate::listen::Policy;
 use crate::router::Sender;
-use crate::supervisor::{Config, Core, Event, SpawnSpec, WorkerKind};
+use crate::supervisor::{Config, Core, Event, SpawnSpec, WorkerKind, WorkerTag};
 use crate::sys;
 
 /// A core error as a JS Error whose `code` is the core's stable code
@@ -131,17 +131,12 @@ impl NativeEvent {
 
   fn from_core(e: Event) -> Self {
     match e {
-      Event::Fork { id, pid, kind } => NativeEvent::worker("fork", id, pid, kind),
-      Event::Online { id, pid, kind } => NativeEvent::worker("online", id, pid, kind),
-      Event::Disconnect { id, pid, kind } => NativeEvent::worker("disconnect", id, pid, kind),
-      Event::Listening {
-        id,
-        pid,
-        kind,
-        message,
-      } => NativeEvent {
+      Event::Fork(w) => NativeEvent::worker("fork", w),
+      Event::Online(w) => NativeEvent::worker("online", w),
+      Event::Disconnect(w) => NativeEvent::worker("disconnect", w),
+      Event::Listening { worker, message } => NativeEvent {
         data: Some(message),
-        ..NativeEvent::worker("listening", id, pid, kind)
+        ..NativeEvent::worker("listening", worker)
       },
       Event::Message {
         to,
@@ -158,9 +153,7 @@ impl NativeEvent {
         ..NativeEvent::new("message")
       },
       Event::Exit {
-        id,
-        pid,
-        kind,
+        worker,
         code,
         signal,
         exited_after_disconnect,
@@ -168,7 +161,7 @@ impl NativeEvent {
         code,
         signal,
         exited_after_disconnect: Some(exited_after_disconnect),
-        ..NativeEvent::worker("exit", id, pid, kind)
+        ..NativeEvent::worker("exit", worker)
       },
       Event::Error {
         id,
@@ -185,11 +178,11 @@ impl NativeEvent {
     }
   }
 
-  fn worker(kind: &str, id: u32, pid: u32, worker: WorkerKind) -> Self {
+  fn worker(kind: &str, worker: WorkerTag) -> Self {
     NativeEvent {
-      id: Some(id),
-      pid: Some(pid),
-      worker: Some(worker.as_str().to_owned()),
+      id: Some(worker.id),
+      pid: Some(worker.pid),
+      worker: Some(worker.kind.as_str().to_owned()),
       ..NativeEvent::new(kind)
     }
   }

@@ -129,24 +129,22 @@ pub struct SpawnSpec {
   pub cwd: Option<String>,
 }
 
+/// Which worker an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerTag {
+  pub id: u32,
+  pub pid: u32,
+  pub kind: WorkerKind,
+}
+
 /// Everything JavaScript hears about.
 #[derive(Debug, Clone)]
 pub enum Event {
-  Fork {
-    id: u32,
-    pid: u32,
-    kind: WorkerKind,
-  },
-  Online {
-    id: u32,
-    pid: u32,
-    kind: WorkerKind,
-  },
+  Fork(WorkerTag),
+  Online(WorkerTag),
   /// Node's cluster `listening`: the worker's message, JSON.
   Listening {
-    id: u32,
-    pid: u32,
-    kind: WorkerKind,
+    worker: WorkerTag,
     message: String,
   },
   /// An envelope routed to the master or the parent (`to`), JSON.
@@ -157,15 +155,9 @@ pub enum Event {
     from: &'static str,
     line: String,
   },
-  Disconnect {
-    id: u32,
-    pid: u32,
-    kind: WorkerKind,
-  },
+  Disconnect(WorkerTag),
   Exit {
-    id: u32,
-    pid: u32,
-    kind: WorkerKind,
+    worker: WorkerTag,
     code: Option<i32>,
     signal: Option<String>,
     exited_after_disconnect: bool,
@@ -195,6 +187,14 @@ pub struct Worker {
 }
 
 impl Worker {
+  pub fn tag(&self) -> WorkerTag {
+    WorkerTag {
+      id: self.id,
+      pid: self.pid,
+      kind: self.kind,
+    }
+  }
+
   pub fn state(&self) -> WorkerState {
     WorkerState::from_u8(self.state.load(Ordering::Acquire))
   }
@@ -410,11 +410,7 @@ impl Core {
     if let Ok(mut t) = self.shared.table.write() {
       t.workers.push(worker.clone());
     }
-    self.shared.emit_now(Event::Fork {
-      id,
-      pid,
-      kind: spec.kind,
-    });
+    self.shared.emit_now(Event::Fork(worker.tag()));
 
     let replies = worker.outbox.handle_reply.clone();
     let writer = self
@@ -444,9 +440,7 @@ impl Core {
       worker.set_state(WorkerState::Dead);
       shared
         .emit(Event::Exit {
-          id: worker.id,
-          pid: worker.pid,
-          kind: worker.kind,
+          worker: worker.tag(),
           code,
           signal: signal.and_then(sys::signal_name).map(str::to_owned),
           exited_after_disconnect: worker.exited_after_disconnect(),
@@ -731,13 +725,7 @@ impl Shared {
     if w.live() {
       w.set_state(WorkerState::Disconnected);
     }
-    self
-      .emit(Event::Disconnect {
-        id: w.id,
-        pid: w.pid,
-        kind: w.kind,
-      })
-      .await;
+    self.emit(Event::Disconnect(w.tag())).await;
   }
 
   async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8]) {
@@ -754,13 +742,7 @@ impl Shared {
       Ok(Incoming::User(env)) => {
         if w.state() == WorkerState::Starting && w.kind == WorkerKind::Agent {
           w.set_state(WorkerState::Online);
-          self
-            .emit(Event::Online {
-              id: w.id,
-              pid: w.pid,
-              kind: w.kind,
-            })
-            .await;
+          self.emit(Event::Online(w.tag())).await;
         }
         self.route_envelope(w.kind.sender(), Some(w), &env).await;
       }
@@ -799,22 +781,14 @@ impl Shared {
         if w.state() == WorkerState::Starting {
           w.set_state(WorkerState::Online);
         }
-        self
-          .emit(Event::Online {
-            id: w.id,
-            pid: w.pid,
-            kind: w.kind,
-          })
-          .await;
+        self.emit(Event::Online(w.tag())).await;
       }
       Some("queryServer") => self.listeners.query_server(self, w, object).await,
       Some("listening") => {
         w.set_state(WorkerState::Listening);
         self
           .emit(Event::Listening {
-            id: w.id,
-            pid: w.pid,
-            kind: w.kind,
+            worker: w.tag(),
             message: String::from_utf8_lossy(line).into_owned(),
           })
           .await;
