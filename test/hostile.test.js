@@ -100,7 +100,7 @@ describe('test/hostile.test.js', () => {
       await roundTrip(h, agent, good);
     });
 
-    it("an unknown NODE_ internal message is ignored and reaches no worker", async () => {
+    it('an unknown NODE_ internal message is ignored and reaches no worker', async () => {
       const after = unique('after-internal');
       h.ctl(bad.pid, 'raw', { text: '{"cmd":"NODE_BOGUS","action":"bogus"}\n', after: { action: after } });
       await h.got(agent.pid, m => m.action === after);
@@ -108,7 +108,7 @@ describe('test/hostile.test.js', () => {
       assert.deepStrictEqual(h.received(m => m.action === 'bogus'), []);
     });
 
-    for (const [ sender, source ] of [ [ 'the agent', 'server' ], [ 'an app worker', 'pipe' ] ]) {
+    for (const [ sender, source ] of [[ 'the agent', 'server' ], [ 'an app worker', 'pipe' ]]) {
       it(`an fd nobody asked for from ${sender} is closed, reported with its pid, and its later messages flow`, async () => {
         const before = openSockets();
         const w = sender === 'the agent' ? agent : bad;

@@ -69,7 +69,7 @@ describe('test/orphans.test.js', () => {
     }
   });
 
-  it("with orphanGrace 0 (no watchdog) and no deathSignal a blocked worker outlives its SIGKILLed master", async () => {
+  it('with orphanGrace 0 (no watchdog) and no deathSignal a blocked worker outlives its SIGKILLed master', async () => {
     const info = await startMaster({ apps: 1, pool: { deathSignal: '', orphanGrace: 0 } });
     const blocked = info.apps[0].pid;
     m.ctl(blocked, 'block');

@@ -236,7 +236,7 @@ describe('test/pool.test.js', () => {
         'the worker got SIGTERM first');
     });
 
-    it("terminate resolves only once the worker has exited", async () => {
+    it('terminate resolves only once the worker has exited', async () => {
       h = new PoolHarness();
       const app = await h.fork('app');
       h.ctl(app.pid, 'ignoreSigterm');
@@ -301,7 +301,7 @@ describe('test/pool.test.js', () => {
       socket.on('error', reject);
     });
 
-    [ [ 'rr', 17220 ], [ 'none', 17221 ], [ 'reuseport', 17222 ] ].forEach(([ schedulingPolicy, port ]) => {
+    [[ 'rr', 17220 ], [ 'none', 17221 ], [ 'reuseport', 17222 ]].forEach(([ schedulingPolicy, port ]) => {
       it(`with schedulingPolicy ${schedulingPolicy}, connections reach both, then the survivor when one dies`, async () => {
         h = new PoolHarness({ schedulingPolicy });
         const apps = [ await h.fork('app'), await h.fork('app') ];

@@ -137,7 +137,7 @@ describe('test/routing.test.js', () => {
       assert.deepStrictEqual(h.received(m => m.action === action), []);
     });
 
-    it("messenger.broadcast from the master reaches the agent and every app worker, from master", async () => {
+    it('messenger.broadcast from the master reaches the agent and every app worker, from master', async () => {
       const action = unique('broadcast');
       messenger.broadcast(action, { all: true });
       for (const pid of allPids()) {
@@ -214,8 +214,8 @@ describe('test/routing.test.js', () => {
       const action = unique('app-to-master');
       const heard = new Promise(resolve => master.once(action, resolve));
       const event = h.wait('message', e => e.msg.action === action);
-      h.ctl(apps[0].pid, 'send', { msg: { action, data: { deep: [ 1, { x: null } ] }, to: 'master' } });
-      assert.deepStrictEqual(await heard, { deep: [ 1, { x: null } ] });
+      h.ctl(apps[0].pid, 'send', { msg: { action, data: { deep: [ 1, { x: null }] }, to: 'master' } });
+      assert.deepStrictEqual(await heard, { deep: [ 1, { x: null }] });
       const { msg, from } = await event;
       assert.strictEqual(msg.from, 'app');
       assert.strictEqual(from.pid, apps[0].pid);
