@@ -764,9 +764,27 @@ impl Shared {
         // A handle nobody asked for: its fd is already closed; acknowledge so
         // the worker's queue goes on, and deliver the message it wrapped.
         w.outbox.control(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n");
+        // Unwrapped one level only: a handle message inside a handle
+        // message is not something Node sends, and must not recurse.
         if let Some(inner) = object.get("msg") {
-          let inner_line = inner.get().as_bytes().to_vec();
-          Box::pin(self.handle_line(w, &inner_line)).await;
+          match parse_line(inner.get().as_bytes()) {
+            Ok(Incoming::User(env)) => self.route_envelope(w.kind.sender(), Some(w), &env).await,
+            Ok(Incoming::Internal { cmd, .. }) => {
+              tracing::debug!(pid = w.pid, %cmd, "internal message inside a handle message ignored")
+            }
+            Err(e) => {
+              self
+                .error(
+                  Some(w),
+                  "ERR_BAD_MESSAGE",
+                  format!(
+                    "worker {} sent a handle with a malformed message: {e}; dropped it",
+                    w.pid
+                  ),
+                )
+                .await
+            }
+          }
         }
       }
       "NODE_CLUSTER" => self.handle_cluster(w, object, line).await,

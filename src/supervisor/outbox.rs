@@ -2,7 +2,9 @@
 //!
 //! The queue is bounded by bytes (a semaphore of byte permits): a router that
 //! finds it full waits (pushing back on the sender by reading less) for up to
-//! the stall timeout, then drops and counts. Lines are written in batches
+//! the stall timeout, then drops and counts; until that worker has read half
+//! its queue, further messages to it drop at once, so one stuck worker delays
+//! the others at most once. Lines are written in batches
 //! with one `writev`; a handle travels alone and the next write waits for the
 //! worker's `NODE_HANDLE_ACK` (resent on NACK up to three times, as Node).
 //! Control lines (our own ACKs) bypass the queue so two sides waiting for
@@ -48,6 +50,9 @@ pub struct Outbox {
   budget: Arc<Semaphore>,
   capacity: u32,
   stall: Duration,
+  /// Set when a push timed out: later pushes drop at once (they do not wait
+  /// again) until the worker has read half its queue.
+  stalled: std::sync::atomic::AtomicBool,
   pub dropped: AtomicU64,
   pub handle_reply: Arc<HandleReplySlot>,
 }
@@ -93,6 +98,7 @@ impl Outbox {
         budget: Arc::new(Semaphore::new(capacity as usize)),
         capacity,
         stall,
+        stalled: std::sync::atomic::AtomicBool::new(false),
         dropped: AtomicU64::new(0),
         handle_reply: Arc::new(HandleReplySlot::default()),
       },
@@ -115,6 +121,13 @@ impl Outbox {
       return Pushed::Closed;
     }
     let n = self.permits_for(line.len());
+    if self.stalled.load(Ordering::Acquire) {
+      if self.budget.available_permits() < (self.capacity / 2) as usize {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        return Pushed::Dropped;
+      }
+      self.stalled.store(false, Ordering::Release);
+    }
     let permit = match self.budget.clone().try_acquire_many_owned(n) {
       Ok(p) => p,
       Err(_) => {
@@ -122,6 +135,7 @@ impl Outbox {
           Ok(Ok(p)) => p,
           Ok(Err(_)) => return Pushed::Closed,
           Err(_) => {
+            self.stalled.store(true, Ordering::Release);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Pushed::Dropped;
           }
@@ -326,4 +340,54 @@ async fn write_all(sock: &AsyncFd<OwnedFd>, bufs: &[&[u8]]) -> std::io::Result<(
     }
   }
   Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[tokio::test]
+  async fn a_full_queue_waits_once_then_drops_at_once_until_half_drained() {
+    let (outbox, mut rx) = Outbox::new(100, Duration::from_millis(50));
+    assert_eq!(
+      outbox.push(Bytes::from(vec![b'x'; 100]), None).await,
+      Pushed::Queued
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+      outbox.push(Bytes::from_static(b"y"), None).await,
+      Pushed::Dropped
+    );
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let again = tokio::time::Instant::now();
+    assert_eq!(
+      outbox.push(Bytes::from_static(b"z"), None).await,
+      Pushed::Dropped
+    );
+    assert!(
+      again.elapsed() < Duration::from_millis(20),
+      "a stalled queue drops without waiting"
+    );
+    assert_eq!(outbox.dropped.load(Ordering::Relaxed), 2);
+    // the worker reads: room comes back and so does delivery
+    drop(rx.rx.recv().await);
+    assert_eq!(
+      outbox.push(Bytes::from_static(b"w"), None).await,
+      Pushed::Queued
+    );
+    assert_eq!(outbox.queued_bytes(), 1);
+  }
+
+  #[tokio::test]
+  async fn protocol_lines_are_never_dropped_by_the_budget() {
+    let (outbox, _rx) = Outbox::new(10, Duration::from_millis(10));
+    assert_eq!(
+      outbox.push(Bytes::from(vec![b'x'; 10]), None).await,
+      Pushed::Queued
+    );
+    assert_eq!(
+      outbox.push_protocol(Bytes::from_static(b"ack"), None),
+      Pushed::Queued
+    );
+  }
 }
