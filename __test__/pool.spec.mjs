@@ -172,3 +172,31 @@ test('close() is idempotent and leaves workers() empty', async t => {
   await t.notThrowsAsync(p.terminate(pid, 10));
   t.throws(() => p.forkApp({ exec: WORKER }), { message: /closed/ });
 });
+
+test('two pools in one process count ids from 1 each and route only to their own workers', async t => {
+  const a = pool(t);
+  const b = pool(t);
+  const inA = a.forkApp({ exec: WORKER });
+  const inB = b.forkApp({ exec: WORKER });
+  t.is(inA.id, 1);
+  t.is(inB.id, 1);
+  await Promise.all([ ready(a, inA.pid), ready(b, inB.pid) ]);
+  const seenByA = [];
+  a.on('message', msg => { if (msg.action === 'got') seenByA.push(msg.data.msg.action); });
+  const gotB = once(b, 'message', msg => msg.action === 'got' && msg.data.msg.action === 'only-b');
+  b.send({ action: 'only-b', to: 'app' });
+  await gotB;
+  a.send({ action: 'only-a', to: 'app' });
+  await once(a, 'message', msg => msg.action === 'got' && msg.data.msg.action === 'only-a');
+  t.deepEqual(seenByA, [ 'only-a' ]);
+});
+
+test('a message bigger than queueBytes still reaches a worker whose queue is empty', async t => {
+  const p = pool(t, { queueBytes: 64 * 1024 });
+  const { pid } = p.forkApp({ exec: WORKER });
+  await ready(p, pid);
+  const got = once(p, 'message', msg => msg.action === 'got' && msg.data.msg.action === 'huge');
+  p.send({ action: 'huge', data: 'h'.repeat(1024 * 1024), to: 'app' });
+  const [ msg ] = await got;
+  t.is(msg.data.length, 1024 * 1024);
+});
