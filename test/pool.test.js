@@ -101,6 +101,20 @@ describe('test/pool.test.js', () => {
       assert.deepStrictEqual([ exit.code, exit.signal ], [ null, 'SIGTERM' ]);
     });
 
+    it('a stopped worker with 50 MiB queued for it is reported at once when SIGKILLed, and routing goes on', async () => {
+      h = new PoolHarness();
+      const app = await h.fork('app');
+      const other = await h.fork('app');
+      h.pool.kill(app.pid, 'SIGSTOP');
+      for (let i = 0; i < 5; i++) h.pool.sendToWorker(app.pid, { action: 'stuffing', data: 'z'.repeat(10 << 20) });
+      await waitUntil(() => h.pool.workers().find(w => w.pid === app.pid).queuedBytes > 0, 2000, 'queued bytes');
+      h.pool.kill(app.pid, 'SIGKILL');
+      const exit = await h.exit(app.pid, 3000);
+      assert.deepStrictEqual([ exit.code, exit.signal ], [ null, 'SIGKILL' ]);
+      h.pool.send({ action: 'after-stuffed', to: 'app' });
+      await h.got(other.pid, m => m.action === 'after-stuffed');
+    });
+
     it('an exited worker leaves pool.workers() and pool.get()', async () => {
       h = new PoolHarness();
       const app = await h.fork('app');
