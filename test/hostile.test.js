@@ -203,6 +203,16 @@ describe('test/hostile.test.js', () => {
       assert.strictEqual(got.length, 200000);
     });
 
+    it('a 100 MiB line is dropped under the default 64 MiB cap, and the worker goes on', async () => {
+      const after = unique('after-100-mib');
+      h.ctl(bad.pid, 'rawLong', { bytes: 100 << 20, after: { action: after } });
+      const err = await h.errorFor(bad.pid, 'ERR_FRAME_TOO_BIG', 30000);
+      assert(err.message.includes(String(64 << 20)), err.message);
+      await h.got(agent.pid, m => m.action === after, 30000, "the worker's next message");
+      assert.deepStrictEqual(h.received(m => m.action === 'long'), []);
+      await roundTrip(h, agent, good);
+    });
+
     it('a flood of 2000 malformed lines leaves the master serving everyone', async () => {
       const after = unique('after-flood');
       h.ctl(bad.pid, 'raw', { text: 'garbage\n'.repeat(2000), after: { action: after } });
