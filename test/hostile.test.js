@@ -12,9 +12,9 @@ const unique = name => `${name}-${++seq}`;
 /** The master still routes: agent → app `b` by pid, then `b` → agent. */
 async function roundTrip(h, agent, b) {
   const action = unique('round-trip');
-  h.ctl(agent.pid, 'send', { msg: { action, data: 'there', receiverPid: String(b.pid) } });
+  await h.ctl(agent.pid, 'send', { msg: { action, data: 'there', receiverPid: String(b.pid) } });
   await h.got(b.pid, m => m.action === action && m.from === 'agent', 10000, 'the round trip there');
-  h.ctl(b.pid, 'send', { msg: { action, data: 'back' } });
+  await h.ctl(b.pid, 'send', { msg: { action, data: 'back' } });
   await h.got(agent.pid, m => m.action === action && m.data === 'back', 10000, 'the round trip back');
 }
 
