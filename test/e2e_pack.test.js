@@ -35,6 +35,8 @@ function cleanEnv(extra) {
     env[key] = value;
   }
   return Object.assign(env, {
+    // the user's own home (and npm cache), even if a test before us mocked HOME
+    HOME: os.userInfo().homedir,
     npm_config_update_notifier: 'false',
     npm_config_fund: 'false',
     npm_config_audit: 'false',
