@@ -62,9 +62,12 @@ class Cluster {
       else this.pids.apps.push(h.pid);
     }
     if (!this.pids.agent || this.pids.apps.length !== this.workers) throw new BenchError(`${this.impl}: bad hello ${JSON.stringify(this.pids)}`);
+    // CPU spent to get there: the master, and the agent + app workers
+    this.masterCpuAtReadyMs = cpuUs(this.pid) / 1e3;
+    this.workersCpuAtReadyMs = [ this.pids.agent, ...this.pids.apps ].reduce((a, p) => a + cpuUs(p), 0) / 1e3;
     await sleep(1000); // settle, then the master's RSS "after start"
     this.rssAfterStartKiB = mem(this.pid).rss;
-    log(`${this.impl} ×${this.workers}: egg-ready in ${this.readyMs.toFixed(0)} ms, master ${this.pid} RSS ${(this.rssAfterStartKiB / KiB).toFixed(1)} MiB, agent ${this.pids.agent}, apps ${this.pids.apps.join(',')}`);
+    log(`${this.impl} ×${this.workers}: egg-ready in ${this.readyMs.toFixed(0)} ms (CPU: master ${this.masterCpuAtReadyMs.toFixed(0)} ms, workers ${this.workersCpuAtReadyMs.toFixed(0)} ms), master ${this.pid} RSS ${(this.rssAfterStartKiB / KiB).toFixed(1)} MiB, agent ${this.pids.agent}, apps ${this.pids.apps.join(',')}`);
   }
 
   send(action, data, to) {
@@ -229,7 +232,7 @@ async function runWorkers(workers, port) {
       for (const impl of rotate(order, i)) {
         const c = new Cluster(impl, workers, port++);
         await c.start();
-        starts[impl].push({ readyMs: c.readyMs, rssAfterStartMiB: c.rssAfterStartKiB / KiB });
+        starts[impl].push({ readyMs: c.readyMs, rssAfterStartMiB: c.rssAfterStartKiB / KiB, masterCpuMs: c.masterCpuAtReadyMs, workersCpuMs: c.workersCpuAtReadyMs });
         if (i < CFG.starts - 1) await c.stop();
         else clusters[impl] = c;
       }
