@@ -269,6 +269,18 @@ test('terminate of a pid the core does not know rejects', async t => {
   await t.throwsAsync(cluster.terminate(999999999, 10), { message: /999999999/ });
 });
 
+test('terminate of a pid the core does not know rejects with err.code ERR_NO_SUCH_WORKER', async t => {
+  const { cluster } = start(t);
+  const err = await t.throwsAsync(cluster.terminate(999999999, 10));
+  t.is(err.code, 'ERR_NO_SUCH_WORKER');
+});
+
+test('disconnect of a pid the core does not know throws with err.code ERR_NO_SUCH_WORKER', t => {
+  const { cluster } = start(t);
+  const err = t.throws(() => cluster.disconnect(999999999));
+  t.is(err.code, 'ERR_NO_SUCH_WORKER');
+});
+
 // ---- messages ----
 
 test('a message to the master is an event with the routed envelope as JSON text', async t => {
