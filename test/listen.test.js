@@ -120,10 +120,11 @@ describe('test/listen.test.js', function() {
     it('fails only requests it already had; connections queued in the master go to live workers', async () => {
       p = new Pool('rr');
       const port = 17403;
-      // slow CPU-bound handlers: the master always has connections queued and one in flight per worker
+      // CPU-bound handlers: the master always has connections waiting for a free worker
       const pids = await p.start(4, { LISTEN: JSON.stringify([{ port }]), SPIN_MS: '3', REPORT_CONNS: '1' });
       const victim = pids[0];
       const servedBy = new Map();
+      let stoppedAt = 0;
       let killedAt = 0;
       const afterKill = new Map();
       const result = await load({
@@ -133,7 +134,14 @@ describe('test/listen.test.js', function() {
         onResponse: (res, index) => {
           servedBy.set(res.pid, (servedBy.get(res.pid) || 0) + 1);
           if (killedAt) afterKill.set(res.pid, (afterKill.get(res.pid) || 0) + 1);
-          if (index === 600 && !killedAt) {
+          // SIGSTOP first: the victim stops reading, so the master's newconn to it stays
+          // unanswered (one in flight, the master keeps it) while the others get the rest;
+          // then SIGKILL: that connection must go to a live worker, not fail
+          if (index >= 500 && !stoppedAt) {
+            stoppedAt = Date.now();
+            p.pool.kill(victim, 'SIGSTOP');
+          }
+          if (index >= 800 && stoppedAt && !killedAt) {
             killedAt = Date.now();
             p.pool.kill(victim, 'SIGKILL');
           }
@@ -145,8 +153,8 @@ describe('test/listen.test.js', function() {
       const taken = p.conns.get(victim) || 0;
       const unanswered = taken - (servedBy.get(victim) || 0);
       const s = shares(result.counts, pids);
-      console.log('      [rr kill] %d ok, %d failed (%j); victim %d took %d connections, answered %d, so %d were in flight on it; per worker: %s; after the kill: %j',
-        result.ok, result.failures.length, [ ...new Set(result.failures.map(f => f.code)) ], victim, taken,
+      console.log('      [rr kill] %d ok, %d failed (%j); victim %d (stopped for %dms, then killed) took %d connections, answered %d, so %d were in flight on it; per worker: %s; after the kill: %j',
+        result.ok, result.failures.length, [ ...new Set(result.failures.map(f => f.code)) ], victim, killedAt - stoppedAt, taken,
         servedBy.get(victim) || 0, unanswered, s.text, [ ...afterKill ]);
       assert(killedAt, 'the worker was killed under load');
       assert(result.failures.length <= unanswered,
