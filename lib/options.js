@@ -14,6 +14,13 @@ const { getFrameworkPath } = require('egg-utils');
 
 const DEBUG_ARGV = [ '--debug', '--inspect' ];
 
+class StartModeNotSupportedError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'StartModeNotSupportedError';
+  }
+}
+
 function parseOptions(input) {
   input = input || {};
   const options = {
@@ -34,10 +41,8 @@ function parseOptions(input) {
   }
 
   if (options.startMode === 'worker_threads') {
-    const err = new Error('[master] startMode "worker_threads" is not supported by egg-cluster-rs, ' +
+    throw new StartModeNotSupportedError('[master] startMode "worker_threads" is not supported by egg-cluster-rs, ' +
       'app and agent workers always run as processes; remove `startMode` or set it to "process"');
-    err.name = 'StartModeNotSupportedError';
-    throw err;
   }
 
   if (!options.workers) options.workers = os.cpus().length;
