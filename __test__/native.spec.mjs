@@ -1,6 +1,8 @@
 // The binding contract: NativeCluster used straight from JavaScript, the way
 // lib/pool.js uses it. Children are real `node` processes running
 // test/fixtures/pool/worker.js.
+// Tests run serially: most fork node children, and a loaded 2-core machine
+// starting dozens of them at once turns waits into timeouts.
 
 import test from 'ava';
 import { readFileSync } from 'node:fs';
@@ -40,7 +42,7 @@ function start(t, options = {}) {
     }
   });
   t.teardown(() => cluster.close());
-  const wait = (match, what = 'an event', timeout = 10000) => {
+  const wait = (match, what = 'an event', timeout = 20000) => {
     const found = events.find(match);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
@@ -71,11 +73,11 @@ const noop = () => {};
 
 // ---- option validation ----
 
-test('an unknown schedulingPolicy is refused', t => {
+test.serial('an unknown schedulingPolicy is refused', t => {
   t.throws(() => new NativeCluster({ schedulingPolicy: 'random' }, noop), { message: /schedulingPolicy.*random/ });
 });
 
-test("the schedulingPolicies 'rr', 'none' and 'reuseport' are accepted", t => {
+test.serial("the schedulingPolicies 'rr', 'none' and 'reuseport' are accepted", t => {
   for (const schedulingPolicy of [ 'rr', 'none', 'reuseport' ]) {
     const cluster = new NativeCluster({ schedulingPolicy }, noop);
     cluster.close();
@@ -83,46 +85,46 @@ test("the schedulingPolicies 'rr', 'none' and 'reuseport' are accepted", t => {
   t.pass();
 });
 
-test('an unknown deathSignal name is refused', t => {
+test.serial('an unknown deathSignal name is refused', t => {
   t.throws(() => new NativeCluster({ deathSignal: 'SIGNOPE' }, noop), { message: /unknown signal.*SIGNOPE/ });
 });
 
-test("deathSignal '' (none) and a signal name are accepted", t => {
+test.serial("deathSignal '' (none) and a signal name are accepted", t => {
   new NativeCluster({ deathSignal: '' }, noop).close();
   new NativeCluster({ deathSignal: 'SIGTERM' }, noop).close();
   t.pass();
 });
 
 for (const bad of [ 0, -1, Number.NaN, 0.5 ]) {
-  test(`maxLineBytes ${bad} is refused`, t => {
+  test.serial(`maxLineBytes ${bad} is refused`, t => {
     t.throws(() => new NativeCluster({ maxLineBytes: bad }, noop), { message: /maxLineBytes/ });
   });
 }
 
-test('queueBytes 0 is refused', t => {
+test.serial('queueBytes 0 is refused', t => {
   t.throws(() => new NativeCluster({ queueBytes: 0 }, noop), { message: /queueBytes/ });
 });
 
-test('a negative stallTimeoutMs is refused', t => {
+test.serial('a negative stallTimeoutMs is refused', t => {
   t.throws(() => new NativeCluster({ stallTimeoutMs: -1 }, noop), { message: /stallTimeoutMs/ });
 });
 
-test('a negative orphanGraceMs is refused', t => {
+test.serial('a negative orphanGraceMs is refused', t => {
   t.throws(() => new NativeCluster({ orphanGraceMs: -1 }, noop), { message: /orphanGraceMs/ });
 });
 
-test('no options at all is a working core', t => {
+test.serial('no options at all is a working core', t => {
   new NativeCluster(undefined, noop).close();
   new NativeCluster(null, noop).close();
   t.pass();
 });
 
-test("a spawn kind other than 'agent' or 'app' is refused", t => {
+test.serial("a spawn kind other than 'agent' or 'app' is refused", t => {
   const { spawn } = start(t);
   t.throws(() => spawn('worker'), { message: /kind must be 'agent' or 'app'.*worker/ });
 });
 
-test('a signal name the core does not know is refused by kill', async t => {
+test.serial('a signal name the core does not know is refused by kill', async t => {
   const { spawn, ready, cluster } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -130,19 +132,19 @@ test('a signal name the core does not know is refused by kill', async t => {
   t.true(alive(pid));
 });
 
-test('a route `from` other than master, parent, agent or app is refused', t => {
+test.serial('a route `from` other than master, parent, agent or app is refused', t => {
   const { cluster } = start(t);
   t.throws(() => cluster.route('nobody', '{"action":"x"}'), { message: /from must be.*nobody/ });
 });
 
-test('spawning a program that does not exist throws', t => {
+test.serial('spawning a program that does not exist throws', t => {
   const { spawn } = start(t);
   t.throws(() => spawn('app', { exec: '/nonexistent/node' }));
 });
 
 // ---- spawn and ids ----
 
-test('spawn returns the id and the pid of a running node child', async t => {
+test.serial('spawn returns the id and the pid of a running node child', async t => {
   const { spawn, ready } = start(t);
   const ref = spawn('app');
   t.deepEqual(Object.keys(ref).sort(), [ 'id', 'pid' ]);
@@ -153,7 +155,7 @@ test('spawn returns the id and the pid of a running node child', async t => {
   t.true(readFileSync(`/proc/${ref.pid}/cmdline`, 'utf8').includes('worker.js'));
 });
 
-test('app worker ids count 1, 2, 3 and are the cluster.worker.id seen inside', async t => {
+test.serial('app worker ids count 1, 2, 3 and are the cluster.worker.id seen inside', async t => {
   const { spawn, ready } = start(t);
   const refs = [ spawn('app'), spawn('app'), spawn('app') ];
   t.deepEqual(refs.map(r => r.id), [ 1, 2, 3 ]);
@@ -162,7 +164,7 @@ test('app worker ids count 1, 2, 3 and are the cluster.worker.id seen inside', a
   t.true(infos.every(i => i.isWorker));
 });
 
-test('the agent is not a cluster worker and does not take an app id', async t => {
+test.serial('the agent is not a cluster worker and does not take an app id', async t => {
   const { spawn, ready } = start(t);
   const agent = spawn('agent');
   const app = spawn('app');
@@ -170,14 +172,14 @@ test('the agent is not a cluster worker and does not take an app id', async t =>
   t.is((await ready(agent.pid)).isWorker, false);
 });
 
-test('a fork event comes first for every spawned worker', async t => {
+test.serial('a fork event comes first for every spawned worker', async t => {
   const { spawn, wait } = start(t);
   const ref = spawn('agent');
   const fork = await wait(e => e.kind === 'fork' && e.pid === ref.pid);
   t.like(fork, { kind: 'fork', id: ref.id, pid: ref.pid, worker: 'agent' });
 });
 
-test('an app worker is reported online', async t => {
+test.serial('an app worker is reported online', async t => {
   const { spawn, wait } = start(t);
   const ref = spawn('app');
   const online = await wait(e => e.kind === 'online' && e.pid === ref.pid, 'online');
@@ -186,7 +188,7 @@ test('an app worker is reported online', async t => {
 
 // ---- exits ----
 
-test('an exit event carries the exit code', async t => {
+test.serial('an exit event carries the exit code', async t => {
   const { spawn, ready, ctl, exit } = start(t);
   const { pid, id } = spawn('app');
   await ready(pid);
@@ -196,7 +198,7 @@ test('an exit event carries the exit code', async t => {
   t.falsy(e.signal);
 });
 
-test('an exit event carries the signal name of a killed worker', async t => {
+test.serial('an exit event carries the signal name of a killed worker', async t => {
   const { spawn, ready, cluster, exit } = start(t);
   const { pid } = spawn('agent');
   await ready(pid);
@@ -206,7 +208,7 @@ test('an exit event carries the signal name of a killed worker', async t => {
   t.is(e.code ?? null, null);
 });
 
-test('kill without a signal sends SIGTERM', async t => {
+test.serial('kill without a signal sends SIGTERM', async t => {
   const { spawn, ready, cluster, exit } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -214,7 +216,7 @@ test('kill without a signal sends SIGTERM', async t => {
   t.is((await exit(pid)).signal, 'SIGTERM');
 });
 
-test('disconnect makes an app worker exit 0 with exitedAfterDisconnect', async t => {
+test.serial('disconnect makes an app worker exit 0 with exitedAfterDisconnect', async t => {
   const { spawn, ready, cluster, exit, wait } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -225,7 +227,7 @@ test('disconnect makes an app worker exit 0 with exitedAfterDisconnect', async t
   t.true(e.exitedAfterDisconnect);
 });
 
-test('kill of a worker that has exited returns false, as documented', async t => {
+test.serial('kill of a worker that has exited returns false, as documented', async t => {
   const { spawn, ready, ctl, cluster, exit } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -234,7 +236,7 @@ test('kill of a worker that has exited returns false, as documented', async t =>
   t.is(cluster.kill(pid, 'SIGTERM'), false);
 });
 
-test('sendRaw to a worker that has exited returns false, as documented', async t => {
+test.serial('sendRaw to a worker that has exited returns false, as documented', async t => {
   const { spawn, ready, ctl, cluster, exit } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -243,7 +245,7 @@ test('sendRaw to a worker that has exited returns false, as documented', async t
   t.is(cluster.sendRaw(pid, '{"action":"late"}'), false);
 });
 
-test('terminate resolves once the worker has exited', async t => {
+test.serial('terminate resolves once the worker has exited', async t => {
   const { spawn, ready, cluster, exit } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -252,7 +254,7 @@ test('terminate resolves once the worker has exited', async t => {
   t.is((await exit(pid)).signal, 'SIGTERM');
 });
 
-test('terminate SIGKILLs a worker that ignores SIGTERM after the timeout', async t => {
+test.serial('terminate SIGKILLs a worker that ignores SIGTERM after the timeout', async t => {
   const { spawn, ready, cluster, ctl, wait, exit } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -264,18 +266,18 @@ test('terminate SIGKILLs a worker that ignores SIGTERM after the timeout', async
   t.is((await exit(pid)).signal, 'SIGKILL');
 });
 
-test('terminate of a pid the core does not know rejects', async t => {
+test.serial('terminate of a pid the core does not know rejects', async t => {
   const { cluster } = start(t);
   await t.throwsAsync(cluster.terminate(999999999, 10), { message: /999999999/ });
 });
 
-test('terminate of a pid the core does not know rejects with err.code ERR_NO_SUCH_WORKER', async t => {
+test.serial('terminate of a pid the core does not know rejects with err.code ERR_NO_SUCH_WORKER', async t => {
   const { cluster } = start(t);
   const err = await t.throwsAsync(cluster.terminate(999999999, 10));
   t.is(err.code, 'ERR_NO_SUCH_WORKER');
 });
 
-test('disconnect of a pid the core does not know throws with err.code ERR_NO_SUCH_WORKER', t => {
+test.serial('disconnect of a pid the core does not know throws with err.code ERR_NO_SUCH_WORKER', t => {
   const { cluster } = start(t);
   const err = t.throws(() => cluster.disconnect(999999999));
   t.is(err.code, 'ERR_NO_SUCH_WORKER');
@@ -283,7 +285,7 @@ test('disconnect of a pid the core does not know throws with err.code ERR_NO_SUC
 
 // ---- messages ----
 
-test('a message to the master is an event with the routed envelope as JSON text', async t => {
+test.serial('a message to the master is an event with the routed envelope as JSON text', async t => {
   const { spawn, ready, ctl, wait } = start(t);
   const { pid, id } = spawn('app');
   await ready(pid);
@@ -293,7 +295,7 @@ test('a message to the master is an event with the routed envelope as JSON text'
   t.deepEqual(JSON.parse(e.data), { action: 'hello', data: { a: [ 1 ] }, to: 'master', from: 'app' });
 });
 
-test('route from the master reaches the app workers', async t => {
+test.serial('route from the master reaches the app workers', async t => {
   const { spawn, ready, cluster, wait } = start(t);
   const a = spawn('app');
   const b = spawn('app');
@@ -306,7 +308,7 @@ test('route from the master reaches the app workers', async t => {
   }
 });
 
-test('a message routed to the parent is an event with to: parent', async t => {
+test.serial('a message routed to the parent is an event with to: parent', async t => {
   const { spawn, ready, ctl, wait } = start(t);
   const { pid } = spawn('agent');
   await ready(pid);
@@ -315,7 +317,7 @@ test('a message routed to the parent is an event with to: parent', async t => {
   t.deepEqual(JSON.parse(e.data), { action: 'up', to: 'parent', from: 'agent' });
 });
 
-test('a malformed line from a worker is an error event naming its pid and id', async t => {
+test.serial('a malformed line from a worker is an error event naming its pid and id', async t => {
   const { spawn, ready, ctl, wait } = start(t);
   const { pid, id } = spawn('app');
   await ready(pid);
@@ -327,7 +329,7 @@ test('a malformed line from a worker is an error event naming its pid and id', a
 
 // ---- workers() and close() ----
 
-test('workers() lists each live worker with id, pid, kind, state, exitedAfterDisconnect, droppedMessages, queuedBytes', async t => {
+test.serial('workers() lists each live worker with id, pid, kind, state, exitedAfterDisconnect, droppedMessages, queuedBytes', async t => {
   const { spawn, ready, cluster } = start(t);
   const agent = spawn('agent');
   const app = spawn('app');
@@ -346,7 +348,7 @@ test('workers() lists each live worker with id, pid, kind, state, exitedAfterDis
   t.like(list.find(w => w.pid === app.pid), { id: app.id, kind: 'app' });
 });
 
-test('workers() is a snapshot: an exited worker is gone from the next one', async t => {
+test.serial('workers() is a snapshot: an exited worker is gone from the next one', async t => {
   const { spawn, ready, ctl, cluster, exit } = start(t);
   const a = spawn('app');
   const b = spawn('app');
@@ -358,7 +360,7 @@ test('workers() is a snapshot: an exited worker is gone from the next one', asyn
   t.deepEqual(cluster.workers().map(w => w.pid), [ b.pid ]);
 });
 
-test("a listening app worker's state is 'listening'", async t => {
+test.serial("a listening app worker's state is 'listening'", async t => {
   const { spawn, ready, ctl, wait, cluster } = start(t);
   const { pid } = spawn('app');
   await ready(pid);
@@ -368,7 +370,7 @@ test("a listening app worker's state is 'listening'", async t => {
   t.is(cluster.workers().find(w => w.pid === pid).state, 'listening');
 });
 
-test('close() kills every child and can be called again', async t => {
+test.serial('close() kills every child and can be called again', async t => {
   const { spawn, ready, cluster } = start(t);
   const refs = [ spawn('agent'), spawn('app'), spawn('app') ];
   await Promise.all(refs.map(r => ready(r.pid)));
@@ -379,7 +381,7 @@ test('close() kills every child and can be called again', async t => {
   t.deepEqual(refs.filter(r => alive(r.pid)).map(r => r.pid), []);
 });
 
-test('after close() spawn, route and workers() throw that the core is closed', t => {
+test.serial('after close() spawn, route and workers() throw that the core is closed', t => {
   const { cluster, spawn } = start(t);
   cluster.close();
   t.throws(() => spawn('app'), { message: /closed/ });
@@ -387,7 +389,7 @@ test('after close() spawn, route and workers() throw that the core is closed', t
   t.throws(() => cluster.workers(), { message: /closed/ });
 });
 
-test("an error from the core carries its stable code in err.code (ERR_CLOSED), as STYLE.md asks", t => {
+test.serial("an error from the core carries its stable code in err.code (ERR_CLOSED), as STYLE.md asks", t => {
   const { cluster, spawn } = start(t);
   cluster.close();
   const err = t.throws(() => spawn('app'));

@@ -1,5 +1,7 @@
 // WorkerPool (lib/pool.js) from JavaScript: option validation and the shape
 // of what it returns and emits, with real `node` children.
+// Tests run serially: most fork node children, and a loaded 2-core machine
+// starting dozens of them at once turns waits into timeouts.
 
 import test from 'ava';
 import net from 'node:net';
@@ -18,7 +20,7 @@ function pool(t, options) {
   return p;
 }
 
-function once(emitter, event, match = () => true, timeout = 10000) {
+function once(emitter, event, match = () => true, timeout = 20000) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       emitter.removeListener(event, listener);
@@ -37,7 +39,7 @@ function once(emitter, event, match = () => true, timeout = 10000) {
 const ready = (p, pid) => once(p, 'message', msg => msg.action === 'ready' && msg.data.pid === pid)
   .then(([ msg ]) => msg.data);
 
-test('the package exports startCluster, Master, WorkerPool, Messenger and WorkerMessenger', t => {
+test.serial('the package exports startCluster, Master, WorkerPool, Messenger and WorkerMessenger', t => {
   t.is(typeof eggCluster.startCluster, 'function');
   for (const name of [ 'Master', 'WorkerPool', 'Messenger', 'WorkerMessenger' ]) {
     t.is(typeof eggCluster[name], 'function', name);
@@ -45,55 +47,55 @@ test('the package exports startCluster, Master, WorkerPool, Messenger and Worker
   t.is(eggCluster.WorkerPool, WorkerPool);
 });
 
-test('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_ARG_VALUE', t => {
+test.serial('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_ARG_VALUE', t => {
   t.throws(() => new WorkerPool({ schedulingPolicy: 'random' }),
     { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /schedulingPolicy/ });
 });
 
 for (const bad of [ 0, -1, Number.NaN, Infinity, '1048576' ]) {
-  test(`maxLineBytes ${typeof bad === "string" ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
+  test.serial(`maxLineBytes ${typeof bad === "string" ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
     t.throws(() => new WorkerPool({ maxLineBytes: bad }),
       { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /maxLineBytes/ });
   });
 }
 
-test('queueBytes 0 is refused', t => {
+test.serial('queueBytes 0 is refused', t => {
   t.throws(() => new WorkerPool({ queueBytes: 0 }), { code: 'ERR_INVALID_ARG_VALUE', message: /queueBytes/ });
 });
 
-test('an unknown deathSignal is refused', t => {
+test.serial('an unknown deathSignal is refused', t => {
   t.throws(() => new WorkerPool({ deathSignal: 'SIGNOPE' }), { message: /unknown signal/ });
 });
 
-test('options that are not an object are refused', t => {
+test.serial('options that are not an object are refused', t => {
   t.throws(() => new WorkerPool(null), { instanceOf: TypeError });
   t.throws(() => new WorkerPool('rr'), { instanceOf: TypeError });
 });
 
-test("the schedulingPolicy defaults to 'rr' and can be 'none'", t => {
+test.serial("the schedulingPolicy defaults to 'rr' and can be 'none'", t => {
   t.is(pool(t).schedulingPolicy, 'rr');
   t.is(pool(t, { schedulingPolicy: 'none' }).schedulingPolicy, 'none');
 });
 
-test('forking without exec is a TypeError', t => {
+test.serial('forking without exec is a TypeError', t => {
   const p = pool(t);
   t.throws(() => p.forkApp({}), { instanceOf: TypeError, message: /exec/ });
   t.throws(() => p.forkAgent(), { instanceOf: TypeError, message: /exec/ });
 });
 
-test('kill with an unknown signal name throws', async t => {
+test.serial('kill with an unknown signal name throws', async t => {
   const p = pool(t);
   const { pid } = p.forkApp({ exec: WORKER });
   await ready(p, pid);
   t.throws(() => p.kill(pid, 'SIGNOPE'), { message: /unknown signal/ });
 });
 
-test('send with a `from` the core does not know throws', t => {
+test.serial('send with a `from` the core does not know throws', t => {
   const p = pool(t);
   t.throws(() => p.send({ action: 'x', from: 'nobody', to: 'app' }), { message: /from must be/ });
 });
 
-test('forkApp returns {id, pid} and app ids count 1, 2, 3', async t => {
+test.serial('forkApp returns {id, pid} and app ids count 1, 2, 3', async t => {
   const p = pool(t);
   const refs = [ p.forkApp({ exec: WORKER }), p.forkApp({ exec: WORKER }), p.forkApp({ exec: WORKER }) ];
   for (const ref of refs) t.deepEqual(Object.keys(ref).sort(), [ 'id', 'pid' ]);
@@ -102,7 +104,7 @@ test('forkApp returns {id, pid} and app ids count 1, 2, 3', async t => {
   t.deepEqual(infos.map(i => i.workerId), [ 1, 2, 3 ]);
 });
 
-test('args and env reach the child', async t => {
+test.serial('args and env reach the child', async t => {
   const p = pool(t);
   const { pid } = p.forkAgent({ exec: WORKER, args: [ 'one', 2 ], env: { ...process.env, POOL_TEST_ENV: 'yes' } });
   const info = await ready(p, pid);
@@ -110,7 +112,7 @@ test('args and env reach the child', async t => {
   t.is(info.testEnv, 'yes');
 });
 
-test("pool.get(pid) is the worker the events carry, with its kind and state", async t => {
+test.serial("pool.get(pid) is the worker the events carry, with its kind and state", async t => {
   const p = pool(t);
   const { pid, id } = p.forkApp({ exec: WORKER });
   const [ worker ] = await once(p, 'online', w => w.pid === pid);
@@ -118,7 +120,7 @@ test("pool.get(pid) is the worker the events carry, with its kind and state", as
   t.like(worker, { id, pid, kind: 'app', state: 'online', exitedAfterDisconnect: false });
 });
 
-test('an exit event gives the worker, the code and the signal', async t => {
+test.serial('an exit event gives the worker, the code and the signal', async t => {
   const p = pool(t);
   const { pid } = p.forkApp({ exec: WORKER });
   await ready(p, pid);
@@ -129,7 +131,7 @@ test('an exit event gives the worker, the code and the signal', async t => {
   t.like(worker, { state: 'dead', exitCode: 4, signalCode: null });
 });
 
-test('an exit event of a killed worker gives the signal and a null code', async t => {
+test.serial('an exit event of a killed worker gives the signal and a null code', async t => {
   const p = pool(t);
   const { pid } = p.forkAgent({ exec: WORKER });
   await ready(p, pid);
@@ -139,11 +141,11 @@ test('an exit event of a killed worker gives the signal and a null code', async 
   t.is(signal, 'SIGKILL');
 });
 
-test('sendToWorker to a pid that is not a worker returns false', t => {
+test.serial('sendToWorker to a pid that is not a worker returns false', t => {
   t.false(pool(t).sendToWorker(999999999, { action: 'x' }));
 });
 
-test('the listening event gives the address, and a connection reaches the worker', async t => {
+test.serial('the listening event gives the address, and a connection reaches the worker', async t => {
   const p = pool(t);
   const { pid } = p.forkApp({ exec: WORKER });
   await ready(p, pid);
@@ -161,7 +163,7 @@ test('the listening event gives the address, and a connection reaches the worker
   t.is(reply.trim(), String(pid));
 });
 
-test('close() is idempotent and leaves workers() empty', async t => {
+test.serial('close() is idempotent and leaves workers() empty', async t => {
   const p = pool(t);
   const { pid } = p.forkApp({ exec: WORKER });
   await ready(p, pid);
@@ -173,7 +175,7 @@ test('close() is idempotent and leaves workers() empty', async t => {
   t.throws(() => p.forkApp({ exec: WORKER }), { message: /closed/ });
 });
 
-test('two pools in one process count ids from 1 each and route only to their own workers', async t => {
+test.serial('two pools in one process count ids from 1 each and route only to their own workers', async t => {
   const a = pool(t);
   const b = pool(t);
   const inA = a.forkApp({ exec: WORKER });
@@ -191,7 +193,7 @@ test('two pools in one process count ids from 1 each and route only to their own
   t.deepEqual(seenByA, [ 'only-a' ]);
 });
 
-test('a message bigger than queueBytes still reaches a worker whose queue is empty', async t => {
+test.serial('a message bigger than queueBytes still reaches a worker whose queue is empty', async t => {
   const p = pool(t, { queueBytes: 64 * 1024 });
   const { pid } = p.forkApp({ exec: WORKER });
   await ready(p, pid);
