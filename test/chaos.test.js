@@ -17,10 +17,10 @@ describe('test/chaos.test.js', function() {
   it('survives a short kill storm under load: workers back, every message once and in order, no leak, no orphan', async () => {
     const lines = [];
     const figures = await runChaos({
-      kills: Number(process.env.CHAOS_KILLS || 16),
+      kills: Number(process.env.CHAOS_KILLS || 24),
       workers: 4,
       port: 17531,
-      agentKillRatio: 0.2,
+      agentKillRatio: 0.5,
       killInterval: 1250,
       recoverTimeout: 60000,
       log: line => lines.push(line),

@@ -20,8 +20,9 @@
  *   CHAOS_KILLS=20 node test/chaos/run.js   # fewer
  *
  * Environment: CHAOS_KILLS, CHAOS_WORKERS (4), CHAOS_PORT (17532), CHAOS_AGENT_KILL_RATIO
- * (0.15), CHAOS_KILL_INTERVAL (ms between app kills, 1250: cfork refuses a 60th refork within
- * a minute), CHAOS_TICK_MS / CHAOS_BURST (the load), CHAOS_KEEP=1 keeps the scratch directory.
+ * (0.3; the share of kills that take the agent when it may be killed), CHAOS_AGENT_GAP (ms
+ * between agent kills, 21000: see the health check below), CHAOS_KILL_INTERVAL (ms between
+ * kills, 1250: cfork refuses a 60th app refork within a minute), CHAOS_TICK_MS / CHAOS_BURST (the load), CHAOS_KEEP=1 keeps the scratch directory.
  * test/chaos.test.js runs the short form of the same code through `runChaos()`.
  */
 
@@ -150,8 +151,9 @@ async function runChaos(opts = {}) {
     kills: Number(opts.kills || env.CHAOS_KILLS || 300),
     workers: Number(opts.workers || env.CHAOS_WORKERS || 4),
     port: Number(opts.port || env.CHAOS_PORT || 17532),
-    agentKillRatio: Number(opts.agentKillRatio !== undefined ? opts.agentKillRatio : (env.CHAOS_AGENT_KILL_RATIO || 0.15)),
+    agentKillRatio: Number(opts.agentKillRatio !== undefined ? opts.agentKillRatio : (env.CHAOS_AGENT_KILL_RATIO || 0.3)),
     killInterval: Number(opts.killInterval || env.CHAOS_KILL_INTERVAL || 1250),
+    agentGap: Number(opts.agentGap || env.CHAOS_AGENT_GAP || 21000),
     tickMs: Number(opts.tickMs || env.CHAOS_TICK_MS || 50),
     burst: Number(opts.burst || env.CHAOS_BURST || 5),
     recoverTimeout: Number(opts.recoverTimeout || 90000),
@@ -273,15 +275,21 @@ async function runChaos(opts = {}) {
   };
   const ctl = (to, data) => send({ action: 'chaos-ctl', to, data });
 
-  /** Live children of the master that said hello, by role. */
+  /**
+   * Live children of the master, by role; `started` once they said hello a second ago (the
+   * master marks an app worker started on the cluster 'listening' right after the hello: a
+   * worker killed before that is one egg-cluster does not refork, see RELIABILITY.md).
+   */
   function workersNow() {
     const kids = childrenOf(masterPid).filter(s => s.state !== 'Z' && s.state !== 'X');
     const apps = [];
     let agent = null;
+    const now = Date.now();
+    const started = pid => hello.has(pid) && now - hello.get(pid).at >= 1000;
     for (const k of kids) {
       const line = cmdline(k.pid);
-      if (line.includes('app_worker.js')) apps.push({ pid: k.pid, started: hello.has(k.pid) });
-      else if (line.includes('agent_worker.js')) agent = { pid: k.pid, started: hello.has(k.pid) };
+      if (line.includes('app_worker.js')) apps.push({ pid: k.pid, started: started(k.pid) });
+      else if (line.includes('agent_worker.js')) agent = { pid: k.pid, started: started(k.pid) };
     }
     return { apps, agent, kids };
   }
@@ -346,20 +354,24 @@ async function runChaos(opts = {}) {
     log(`baseline: ${figures.baseline.fds} fds, RSS ${MB(figures.baseline.rss)}`);
 
     // the storm
-    let lastAppKill = 0;
+    let lastKill = 0;
     let lastAgentKill = 0;
     for (let i = 0; i < o.kills;) {
       if (masterExit) throw new Error(`the master exited during the storm: ${JSON.stringify(masterExit)}`);
       const w = workersNow();
       const now = Date.now();
       const startedApps = w.apps.filter(a => a.started);
-      const agentKillable = w.agent && w.agent.started && now - lastAgentKill > 2500;
-      const appKillable = startedApps.length > 0 && now - lastAppKill >= o.killInterval;
+      // egg's health check (every 10 s) exits the master when the agent is missing at three
+      // checks in a row: the agent is killed at most once per agentGap (21 s), so that at least
+      // every other check finds it started
+      const agentKillable = w.agent && w.agent.started && now - lastAgentKill >= o.agentGap;
       let target = null;
-      if (agentKillable && Math.random() < o.agentKillRatio) {
-        target = { pid: w.agent.pid, role: 'agent' };
-      } else if (appKillable) {
-        target = Object.assign({ role: 'app' }, startedApps[Math.floor(Math.random() * startedApps.length)]);
+      if (now - lastKill >= o.killInterval) {
+        if (agentKillable && Math.random() < o.agentKillRatio) {
+          target = { pid: w.agent.pid, role: 'agent' };
+        } else if (startedApps.length) {
+          target = Object.assign({ role: 'app' }, startedApps[Math.floor(Math.random() * startedApps.length)]);
+        }
       }
       if (!target) {
         await sleep(50);
@@ -371,19 +383,18 @@ async function runChaos(opts = {}) {
         continue; // it died meanwhile
       }
       hello.delete(target.pid);
+      lastKill = Date.now();
       if (target.role === 'agent') {
         figures.agentKills++;
-        lastAgentKill = Date.now();
+        lastAgentKill = lastKill;
       } else {
         figures.appKills++;
-        lastAppKill = Date.now();
       }
       i++;
       if (i % 25 === 0 || i === o.kills) {
         log(`${i}/${o.kills} kills (${figures.appKills} app, ${figures.agentKills} agent), ` +
           `master RSS ${MB(rssOf(masterPid))}, ${fdCount(masterPid)} fds`);
       }
-      await sleep(100 + Math.floor(Math.random() * 200));
     }
 
     // recovery

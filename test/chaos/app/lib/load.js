@@ -173,9 +173,35 @@ class Load {
         setTimeout(() => { for (;;) { /* spin */ } }, 50);
       }
     });
+    // hello: the worker counts as started for the driver. An app worker says it once its
+    // server listens (the master counts it as started on the cluster 'listening' that follows;
+    // egg-ready alone is no proof: the master broadcasts it to every app worker, still
+    // starting ones included, whenever a reforked worker starts). The agent: on egg-ready,
+    // which the master sends once the agent has started.
+    let ready = false;
+    let listening = this.role === 'agent';
+    const hello = () => {
+      if (!ready || !listening || this.helloSent) return;
+      this.helloSent = true;
+      toParent('chaos-hello', { role: this.role, pid: this.pid });
+    };
+    if (this.role === 'app') {
+      this.worker.once('server', server => {
+        if (server.listening) {
+          listening = true;
+          hello();
+        } else {
+          server.once('listening', () => {
+            listening = true;
+            hello();
+          });
+        }
+      });
+    }
     m.once('egg-ready', () => {
       if (process.env.CHAOS_AUTOSTART !== '0') this.start();
-      toParent('chaos-hello', { role: this.role, pid: this.pid });
+      ready = true;
+      hello();
     });
   }
 }
