@@ -39,13 +39,15 @@ function svg(results) {
   o.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">egg-cluster-rs vs egg-cluster 2.x — advantage per metric (higher is better, log scale)</text>`);
   const m = results.machine;
   o.push(`<text x="${width / 2}" y="40" text-anchor="middle" fill="#555">${esc(`${results.date.slice(0, 10)}, ${m.cpus} × ${m.model}, Node ${m.node}${results.quick ? ', QUICK run' : ''}`)}</text>`);
+  labels.forEach((_, i) => {
+    if (i % 2) o.push(`<rect x="0" y="${top + i * rowH - 4}" width="${width}" height="${rowH}" fill="#f6f6f6"/>`);
+  });
   for (let v = lo; v <= hi; v *= 2) {
     o.push(`<line x1="${x(v)}" y1="${top - 8}" x2="${x(v)}" y2="${height - 55}" stroke="${v === 1 ? '#333' : '#ddd'}" stroke-width="${v === 1 ? 1.5 : 1}"/>`);
     o.push(`<text x="${x(v)}" y="${height - 40}" text-anchor="middle" fill="#333">${v >= 1 ? v : `1/${1 / v}`}×</text>`);
   }
   labels.forEach(([ key, label ], i) => {
     const y0 = top + i * rowH;
-    if (i % 2) o.push(`<rect x="0" y="${y0 - 4}" width="${width}" height="${rowH}" fill="#f6f6f6"/>`);
     o.push(`<text x="${left - 8}" y="${y0 + rowH / 2}" text-anchor="end" dominant-baseline="middle">${esc(label)}</text>`);
     Ws.forEach((W, j) => {
       const r = all.find(q => q.W === W && q.m.id === `${key}.${W}`);

@@ -336,6 +336,11 @@ async function main() {
   }
   results.durationSec = (Date.now() - t0) / 1000;
   results.machine.loadavgAtEnd = os.loadavg();
+  const builtAtEnd = fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null;
+  if (builtAtEnd !== results.versions.addonBuilt) {
+    results.versions.addonRebuiltDuringRun = builtAtEnd;
+    log(`WARNING: the addon was rebuilt during the run (${results.versions.addonBuilt} → ${builtAtEnd}); masters started after that ran the new build`);
+  }
   const { text, markdown, targets } = report.build(results);
   results.targets = targets;
   const file = path.join(resultsDir, quick ? 'quick.json' : 'latest.json');
