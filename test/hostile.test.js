@@ -39,9 +39,8 @@ describe('test/hostile.test.js', () => {
 
   async function start(options) {
     h = new PoolHarness(options);
-    agent = await h.fork('agent');
-    bad = await h.fork('app');
-    good = await h.fork('app');
+    // forked together, so that their startups overlap
+    [ agent, bad, good ] = await Promise.all([ h.fork('agent'), h.fork('app'), h.fork('app') ]);
   }
 
   afterEach(() => {
