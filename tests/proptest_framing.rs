@@ -522,7 +522,7 @@ proptest! {
     from in sender(),
     to in prop::option::of(prop_oneof![Just("master"), Just("agent"), Just("app"), Just("x")]),
     receiver in prop::option::of(prop_oneof![
-      pid().prop_map(|p| Value::from(p)),
+      pid().prop_map(Value::from),
       pid().prop_map(|p| Value::String(p.to_string())),
       Just(Value::String(String::new())),
       Just(Value::from(0)),
