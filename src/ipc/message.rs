@@ -127,10 +127,22 @@ pub enum ReceiverPid {
 }
 
 impl<'a> Envelope<'a> {
+  /// `to` as egg reads it: a falsy value (absent, `""`, `null`, `false`,
+  /// `0`) is no `to` at all; a truthy value that is not a string names no
+  /// known receiver (it is returned as `"?"`, which routes nowhere).
   pub fn to(&self) -> Option<Cow<'a, str>> {
-    match self {
-      Envelope::Object(o) => o.get_str("to"),
-      Envelope::Str(_) => None,
+    let Envelope::Object(o) = self else {
+      return None;
+    };
+    let raw = o.get("to")?;
+    match raw_as_str(raw) {
+      Some(s) if s.is_empty() => None,
+      Some(s) => Some(s),
+      None => match raw.get() {
+        "null" | "false" | "0" | "-0" => None,
+        text if text.parse::<f64>().is_ok_and(|n| n == 0.0) => None,
+        _ => Some(Cow::Borrowed("?")),
+      },
     }
   }
 
@@ -164,24 +176,30 @@ impl<'a> Envelope<'a> {
   /// in JS property order (existing keys keep their place, new ones are
   /// appended: `from` first, then `to`), `\n`-terminated.
   pub fn encode(&self, from: &str, to: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    self.encode_into(&mut out, from, to);
+    out
+  }
+
+  /// `encode`, appended to `out` (so a batch of lines shares one buffer).
+  pub fn encode_into(&self, out: &mut Vec<u8>, from: &str, to: &str) {
     match self {
       Envelope::Str(s) => {
         let s = s.get();
-        let mut out = Vec::with_capacity(s.len() * 2 + 48);
+        out.reserve(s.len() * 2 + 48);
         out.extend_from_slice(b"{\"action\":");
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b",\"data\":");
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b",\"from\":");
-        push_json_str(&mut out, from);
+        push_json_str(out, from);
         out.extend_from_slice(b",\"to\":");
-        push_json_str(&mut out, to);
+        push_json_str(out, to);
         out.extend_from_slice(b"}\n");
-        out
       }
       Envelope::Object(o) => {
         let size: usize = o.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
-        let mut out = Vec::with_capacity(size + from.len() + to.len() + 24);
+        out.reserve(size + from.len() + to.len() + 24);
         out.push(b'{');
         let mut first = true;
         let mut seen_from = false;
@@ -197,16 +215,16 @@ impl<'a> Envelope<'a> {
             out.push(b',');
           }
           first = false;
-          push_json_str(&mut out, k);
+          push_json_str(out, k);
           out.push(b':');
           match k.as_ref() {
             "from" => {
               seen_from = true;
-              push_json_str(&mut out, from);
+              push_json_str(out, from);
             }
             "to" => {
               seen_to = true;
-              push_json_str(&mut out, to);
+              push_json_str(out, to);
             }
             key => {
               let v = o.get(key).map_or("null", |v| v.get());
@@ -220,13 +238,12 @@ impl<'a> Envelope<'a> {
               out.push(b',');
             }
             first = false;
-            push_json_str(&mut out, key);
+            push_json_str(out, key);
             out.push(b':');
-            push_json_str(&mut out, value);
+            push_json_str(out, value);
           }
         }
         out.extend_from_slice(b"}\n");
-        out
       }
     }
   }
@@ -323,6 +340,22 @@ mod tests {
       e.encode("app", "agent"),
       b"{\"from\":\"app\",\"action\":\"x\",\"to\":\"agent\"}\n".to_vec()
     );
+  }
+
+  #[test]
+  fn a_falsy_to_is_no_to_and_a_truthy_non_string_to_names_nobody() {
+    for line in [
+      r#"{"to":""}"#,
+      r#"{"to":null}"#,
+      r#"{"to":false}"#,
+      r#"{"to":0}"#,
+      r#"{"a":1}"#,
+    ] {
+      assert_eq!(user(line).to(), None, "{line}");
+    }
+    assert_eq!(user(r#"{"to":1}"#).to().as_deref(), Some("?"));
+    assert_eq!(user(r#"{"to":{}}"#).to().as_deref(), Some("?"));
+    assert_eq!(user(r#"{"to":"app"}"#).to().as_deref(), Some("app"));
   }
 
   #[test]

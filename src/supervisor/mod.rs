@@ -619,6 +619,19 @@ pub async fn terminate_tree(pid: u32, exit: Option<ExitWatch>, timeout: Duration
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// A batch is handed to its targets once it holds this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Consecutive lines of one read that go to the same workers, encoded into
+/// one buffer: a fan-out costs one queue push per target per batch, not per
+/// message, and per-sender order is kept (a batch is flushed before a line
+/// for another destination).
+#[derive(Default)]
+struct Batch {
+  destination: Option<Destination>,
+  buf: Vec<u8>,
+  messages: u64,
+}
 
 impl Shared {
   /// Emits an event, waiting for room (pushes back on the worker we read).
@@ -703,9 +716,10 @@ impl Shared {
         break;
       }
       let mut data: &[u8] = &buf[..n];
+      let mut batch = Batch::default();
       while let Some(frame) = decoder.next_frame(&mut data) {
         match frame {
-          Frame::Line(line) => self.handle_line(&w, line).await,
+          Frame::Line(line) => self.handle_line(&w, line, &mut batch).await,
           Frame::TooBig { seen } => {
             let max = self.config.max_line_bytes;
             self
@@ -721,6 +735,7 @@ impl Shared {
           }
         }
       }
+      self.flush(&mut batch).await;
     }
     if w.live() {
       w.set_state(WorkerState::Disconnected);
@@ -728,7 +743,7 @@ impl Shared {
     self.emit(Event::Disconnect(w.tag())).await;
   }
 
-  async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8]) {
+  async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8], batch: &mut Batch) {
     match parse_line(line) {
       Err(e) => {
         self
@@ -744,9 +759,14 @@ impl Shared {
           w.set_state(WorkerState::Online);
           self.emit(Event::Online(w.tag())).await;
         }
-        self.route_envelope(w.kind.sender(), Some(w), &env).await;
+        self
+          .route_envelope(w.kind.sender(), Some(w), &env, batch)
+          .await;
       }
-      Ok(Incoming::Internal { cmd, object }) => self.handle_internal(w, &cmd, &object, line).await,
+      Ok(Incoming::Internal { cmd, object }) => {
+        self.flush(batch).await;
+        self.handle_internal(w, &cmd, &object, line).await
+      }
     }
   }
 
@@ -768,7 +788,13 @@ impl Shared {
         // message is not something Node sends, and must not recurse.
         if let Some(inner) = object.get("msg") {
           match parse_line(inner.get().as_bytes()) {
-            Ok(Incoming::User(env)) => self.route_envelope(w.kind.sender(), Some(w), &env).await,
+            Ok(Incoming::User(env)) => {
+              let mut batch = Batch::default();
+              self
+                .route_envelope(w.kind.sender(), Some(w), &env, &mut batch)
+                .await;
+              self.flush(&mut batch).await;
+            }
             Ok(Incoming::Internal { cmd, .. }) => {
               tracing::debug!(pid = w.pid, %cmd, "internal message inside a handle message ignored")
             }
@@ -827,7 +853,11 @@ impl Shared {
   /// Routes a message from the master or the parent.
   async fn route_line(self: &Arc<Self>, from: Sender, w: Option<&Arc<Worker>>, line: &[u8]) {
     match parse_line(line) {
-      Ok(Incoming::User(env)) => self.route_envelope(from, w, &env).await,
+      Ok(Incoming::User(env)) => {
+        let mut batch = Batch::default();
+        self.route_envelope(from, w, &env, &mut batch).await;
+        self.flush(&mut batch).await;
+      }
       Ok(Incoming::Internal { .. }) => {
         tracing::debug!("internal message from {} not routed", from.as_str())
       }
@@ -848,6 +878,7 @@ impl Shared {
     from: Sender,
     w: Option<&Arc<Worker>>,
     env: &Envelope<'_>,
+    batch: &mut Batch,
   ) {
     let to_field = env.to();
     let agent_pid = self
@@ -868,6 +899,7 @@ impl Shared {
         tracing::debug!(from = from.as_str(), to, "message routed nowhere");
       }
       Destination::Master | Destination::Parent => {
+        self.flush(batch).await;
         let mut line = env.encode(from.as_str(), to);
         line.pop();
         let line = String::from_utf8(line).unwrap_or_default();
@@ -885,40 +917,65 @@ impl Shared {
           })
           .await;
       }
-      Destination::Agent => {
-        let targets = self.live_workers(WorkerKind::Agent);
-        let Some(agent) = targets.last() else {
-          tracing::debug!("no live agent for a message from {}", from.as_str());
-          return;
-        };
-        let line = Bytes::from(env.encode(from.as_str(), to));
-        self.deliver(agent, line).await;
-      }
-      Destination::Apps | Destination::AppPid(_) => {
-        let only = match route.destination {
-          Destination::AppPid(p) => Some(p),
-          _ => None,
-        };
-        let targets: Vec<Arc<Worker>> = self
-          .live_workers(WorkerKind::App)
-          .into_iter()
-          .filter(|t| only.is_none_or(|p| p == t.pid))
-          .collect();
-        if targets.is_empty() {
-          return;
+      destination => {
+        if batch.destination != Some(destination) {
+          self.flush(batch).await;
+          batch.destination = Some(destination);
         }
-        let line = Bytes::from(env.encode(from.as_str(), to));
-        for t in &targets {
-          self.deliver(t, line.clone()).await;
+        env.encode_into(&mut batch.buf, from.as_str(), to);
+        batch.messages += 1;
+        if batch.buf.len() >= BATCH_BYTES {
+          self.flush(batch).await;
         }
       }
     }
   }
 
-  async fn deliver(&self, target: &Arc<Worker>, line: Bytes) {
-    if target.outbox.push(line, None).await == Pushed::Dropped {
-      let dropped = target.dropped_messages();
-      if dropped.is_power_of_two() {
+  /// Hands a batch to the live workers of its destination.
+  async fn flush(&self, batch: &mut Batch) {
+    let Some(destination) = batch.destination.take() else {
+      return;
+    };
+    let messages = std::mem::take(&mut batch.messages);
+    if batch.buf.is_empty() {
+      return;
+    }
+    let bytes = Bytes::from(std::mem::take(&mut batch.buf));
+    match destination {
+      Destination::Agent => {
+        let agents = self.live_workers(WorkerKind::Agent);
+        match agents.last() {
+          Some(agent) => self.deliver(agent, bytes, messages).await,
+          None => tracing::debug!("no live agent for {messages} message(s)"),
+        }
+      }
+      Destination::Apps | Destination::AppPid(_) => {
+        let only = match destination {
+          Destination::AppPid(p) => Some(p),
+          _ => None,
+        };
+        for t in self
+          .live_workers(WorkerKind::App)
+          .iter()
+          .filter(|t| only.is_none_or(|p| p == t.pid))
+        {
+          self.deliver(t, bytes.clone(), messages).await;
+        }
+      }
+      Destination::Master | Destination::Parent | Destination::Nowhere => {}
+    }
+  }
+
+  /// Queues `lines` (holding `messages` messages) for one worker; a drop is
+  /// counted per message and logged at the first drop and every power of two.
+  async fn deliver(&self, target: &Arc<Worker>, lines: Bytes, messages: u64) {
+    if target.outbox.push(lines, None).await == Pushed::Dropped {
+      // `push` counted one message; count the rest of the batch too.
+      let extra = messages.saturating_sub(1);
+      let after_push = target.outbox.dropped.fetch_add(extra, Ordering::Relaxed);
+      let previous = after_push.saturating_sub(1);
+      let dropped = after_push + extra;
+      if previous == 0 || dropped.ilog2() != previous.ilog2() {
         self
           .error(
             Some(target),
