@@ -31,6 +31,23 @@ describe('test/chaos.test.js', function() {
     assert(figures.messagesChecked > 1000, `${figures.messagesChecked} messages checked`);
   });
 
+  // The cause of a lost slot seen in the long form: a reforked worker's listen failed with
+  // EADDRINUSE because the last listening worker had just died (its round-robin handle was
+  // being closed, asynchronously), and egg does not refork a worker that dies before app-start.
+  it('a port is free again as soon as its last round-robin worker leaves: listen/close cycles never fail', async () => {
+    const { WorkerPool } = require('../lib/pool');
+    const pool = new WorkerPool({ schedulingPolicy: 'rr' });
+    try {
+      const report = new Promise(resolve => pool.on('message', msg => msg.action === 'cycles' && resolve(msg.data)));
+      pool.forkApp({ exec: path.join(__dirname, 'chaos', 'listen_cycle_worker.js'), args: [ 17534 ], env: Object.assign({}, process.env, { CYCLES: '200' }) });
+      const { n, errors, codes } = await report;
+      assert.strictEqual(n, 200);
+      assert.strictEqual(errors, 0, `${errors} of ${n} listens right after the previous close failed: ${JSON.stringify(codes)}`);
+    } finally {
+      pool.close();
+    }
+  });
+
   describe('refork backoff (production)', () => {
     let dir;
     let m;
