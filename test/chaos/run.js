@@ -20,7 +20,8 @@
  *   CHAOS_KILLS=20 node test/chaos/run.js   # fewer
  *
  * Environment: CHAOS_KILLS, CHAOS_WORKERS (4), CHAOS_PORT (17532), CHAOS_AGENT_KILL_RATIO
- * (0.3; the share of kills that take the agent when it may be killed), CHAOS_AGENT_GAP (ms
+ * (0.3; the share of kills that take the agent when it may be killed), CHAOS_KILL_LAST=1 (also
+ * kill the last started app worker; off by default, see `killLast`), CHAOS_AGENT_GAP (ms
  * between agent kills, 21000: see the health check below), CHAOS_KILL_INTERVAL (ms between
  * kills, 1250: cfork refuses a 60th app refork within a minute), CHAOS_TICK_MS / CHAOS_BURST (the load), CHAOS_KEEP=1 keeps the scratch directory.
  * test/chaos.test.js runs the short form of the same code through `runChaos()`.
@@ -154,6 +155,10 @@ async function runChaos(opts = {}) {
     agentKillRatio: Number(opts.agentKillRatio !== undefined ? opts.agentKillRatio : (env.CHAOS_AGENT_KILL_RATIO || 0.3)),
     killInterval: Number(opts.killInterval || env.CHAOS_KILL_INTERVAL || 1250),
     agentGap: Number(opts.agentGap || env.CHAOS_AGENT_GAP || 21000),
+    // never kill the last started app worker: when it dies while reforked ones are starting,
+    // their listen can fail with EADDRINUSE and egg does not refork them (RELIABILITY.md,
+    // known defects); test/chaos.test.js checks that race on its own
+    killLast: opts.killLast !== undefined ? opts.killLast : env.CHAOS_KILL_LAST === '1',
     tickMs: Number(opts.tickMs || env.CHAOS_TICK_MS || 50),
     burst: Number(opts.burst || env.CHAOS_BURST || 5),
     recoverTimeout: Number(opts.recoverTimeout || 90000),
@@ -369,7 +374,7 @@ async function runChaos(opts = {}) {
       if (now - lastKill >= o.killInterval) {
         if (agentKillable && Math.random() < o.agentKillRatio) {
           target = { pid: w.agent.pid, role: 'agent' };
-        } else if (startedApps.length) {
+        } else if (startedApps.length > (o.killLast ? 0 : 1)) {
           target = Object.assign({ role: 'app' }, startedApps[Math.floor(Math.random() * startedApps.length)]);
         }
       }
@@ -397,9 +402,18 @@ async function runChaos(opts = {}) {
       }
     }
 
-    // recovery
-    const back = await recovered(o.recoverTimeout);
-    if (masterExit) throw new Error('the master is gone');
+    // recovery (a cluster that does not come back whole is a failure; the other checks go on
+    // with what is there)
+    let back;
+    try {
+      back = await recovered(o.recoverTimeout);
+    } catch (err) {
+      if (masterExit) throw err;
+      fail(err.message);
+      back = workersNow();
+      if (!back.agent) throw new Error('no agent: the remaining checks need one');
+    }
+    figures.recoveredApps = back.apps.length;
     figures.killsSurvived = figures.appKills + figures.agentKills;
     const res = await get(o.port);
     assert.strictEqual(res.status, 200, `GET / answered ${res.status}`);
@@ -425,9 +439,10 @@ async function runChaos(opts = {}) {
     ctl('app', { op: 'report', token });
     ctl('agent', { op: 'report', token });
     const end = Date.now() + 15000;
-    while (reports.filter(r => r.token === token).length < o.workers + 1 && Date.now() < end) await sleep(50);
+    const expectReports = back.apps.length + 1;
+    while (reports.filter(r => r.token === token).length < expectReports && Date.now() < end) await sleep(50);
     const final = reports.filter(r => r.token === token);
-    if (final.length !== o.workers + 1) fail(`${final.length} of ${o.workers + 1} workers answered the report`);
+    if (final.length !== expectReports) fail(`${final.length} of ${expectReports} workers answered the report`);
     checkTails(final, figures, fail);
 
     // every figure of messages checked: the survivors' last count, the others' last heartbeat
@@ -543,6 +558,7 @@ function printFigures(f, write = console.log) {
   write('----------------------------');
   write(`app workers                  ${f.workers}`);
   write(`kills survived               ${f.killsSurvived} (${f.appKills} app workers, ${f.agentKills} agents; planned ${f.killsPlanned})`);
+  write(`workers back after storm     ${f.recoveredApps === undefined ? '-' : `${f.recoveredApps} of ${f.workers} app workers, agent`}`);
   write(`died notices to the parent   ${f.appDiedNotices} app-worker-died, ${f.agentDiedNotices} agent-worker-died`);
   write(`messages checked             ${f.messagesChecked} (in order, exactly once, per sender)`);
   write(`survivor streams checked     ${f.streamsChecked} streams, ${f.tailMessagesChecked} messages, tails complete`);
