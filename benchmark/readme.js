@@ -16,18 +16,23 @@ const load = m.loadavg ? ` Load average when it started: ${m.loadavg.map(x => x.
 const section = `${START}
 ## Benchmarks
 
-\`npm run bench\` (about ${Math.ceil(results.durationSec / 60)} minutes; \`npm run bench:quick\` for a smoke run) starts egg-cluster ${results.versions.eggCluster} and
-egg-cluster-rs, one after the other in the same run, on the same egg 3 app (\`benchmark/app\`),
-with 2 and then 4 app workers; each master is a child of the driver (\`benchmark/master.js\`), and
-all traffic goes through egg's own \`app.messenger\` / \`agent.messenger\` in the workers. Every
-message carries a per-sender sequence number and is counted on arrival: a lost or reordered
-message fails the run. The "limit" column is two kinds of plain Node processes talking directly
-over Node's IPC (\`child_process.fork\`, no master in between) with the same messages. Bursts:
-${results.config.small} messages of ~100 B (agent → apps; and from each app → agent), ${results.config.b64} × 64 KiB and ${results.config.b1m} × 1 MiB
-from the agent to all apps, ${results.config.reps} repetitions each (median throughput); round trips: ${results.config.rtt} app → agent →
-same app by pid, one in flight, master and workers pinned to CPU 0 (\`taskset\`); master CPU is
-utime+stime from \`/proc/<pid>/stat\` (10 ms ticks) per delivered message; the peak RSS is the master's
-VmHWM (reset before) during ${results.config.hwm64PerApp} × 64 KiB from each app to the agent. Results: \`benchmark/results/latest.json\`.
+\`npm run bench\` (about ${Math.ceil(results.durationSec / 60)} minutes; \`npm run bench:quick\` for a smoke run) runs egg-cluster ${results.versions.eggCluster} and
+egg-cluster-rs in the same run on the same egg 3 app (\`benchmark/app\`), with 2 and then 4 app
+workers. Each master is a child of the driver (\`benchmark/master.js\`, which calls the
+implementation's own \`startCluster\`); all traffic goes through egg's own \`app.messenger\` /
+\`agent.messenger\` in the workers, and the workers report to the driver \`to: 'parent'\`. Both
+clusters stay up side by side and the repetitions take turns, so the background load of a shared
+machine falls on both alike. Every message carries a per-sender sequence number and is counted
+on arrival: a lost or reordered message fails the run. The "limit" is plain Node processes
+talking directly over Node's IPC (\`child_process.fork\`, no master): the parent plays the agent
+and sends each message to each child itself. Bursts: ${results.config.small} messages of ~100 B
+(from the agent to all apps; from each app to the agent), ${results.config.b64} × 64 KiB and ${results.config.b1m} × 1 MiB from the agent
+to all apps, ${results.config.reps} repetitions (median); ${results.config.rtt} round trips app → agent → same app by pid, one in
+flight, masters and workers pinned to CPU 0 (\`taskset\`); master CPU is utime+stime from
+\`/proc/<pid>/stat\` per delivered message (a fan-out to N apps is N deliveries); start →
+egg-ready and RSS after start are medians of ${results.config.starts} starts; the peak RSS is the master's VmHWM
+(reset before) during ${results.config.hwm64PerApp} × 64 KiB from each app to the agent, the highest of ${results.config.starts} bursts, all delivered.
+Raw numbers: \`benchmark/results/latest.json\`.
 
 Measured ${results.date.slice(0, 10)} on ${m.cpus} cores (${m.model}), Node ${m.node}.${load}
 
