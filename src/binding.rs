@@ -374,11 +374,16 @@ impl NativeCluster {
   /// `timeoutMs`; resolves once the worker has exited.
   #[napi]
   pub async fn terminate(&self, pid: u32, timeout_ms: f64) -> Result<()> {
-    let status = |e: Error<String>| Error::new(Status::GenericFailure, e.to_string());
-    let core = self.core().map_err(status)?;
+    // napi's async methods reject with a Status code only, so the core's
+    // stable code leads the message (`ERR_NO_SUCH_WORKER: …`).
+    let reject = |e: CoreError| Error::new(Status::GenericFailure, format!("{}: {e}", e.code()));
+    let core = self
+      .core
+      .as_ref()
+      .ok_or_else(|| reject(CoreError::Closed))?;
     let fut = core
       .terminate(pid, Duration::from_millis(timeout_ms.max(0.0) as u64))
-      .map_err(|e| status(to_napi(e)))?;
+      .map_err(reject)?;
     core
       .handle()
       .spawn(fut)

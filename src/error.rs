@@ -14,7 +14,7 @@ pub enum CoreError {
   FrameTooBig { size: usize, max: usize },
   #[error("malformed message: {0}")]
   BadMessage(String),
-  #[error("no worker with id {0}")]
+  #[error("no worker with pid {0}")]
   NoSuchWorker(u32),
   #[error("invalid option: {0}")]
   InvalidOption(String),

@@ -262,16 +262,22 @@ pub(crate) struct Shared {
 }
 
 /// Messages from JavaScript to route, in order.
-struct MasterSend {
-  from: Sender,
-  line: Vec<u8>,
+/// Work queued by JavaScript calls, done in call order. Recipients are
+/// resolved when the call is made, so a worker forked after a send never
+/// receives it (as with Node's cluster).
+enum MasterWork {
+  Deliver {
+    targets: Vec<Arc<Worker>>,
+    lines: Bytes,
+  },
+  Emit(Event),
 }
 
 /// The core: a runtime plus the shared state. Dropping it kills every child.
 pub struct Core {
   rt: tokio::runtime::Runtime,
   shared: Arc<Shared>,
-  master_tx: mpsc::UnboundedSender<MasterSend>,
+  master_tx: mpsc::UnboundedSender<MasterWork>,
 }
 
 /// A snapshot of a worker for JavaScript.
@@ -309,11 +315,18 @@ impl Core {
       watchdog,
       closed: AtomicBool::new(false),
     });
-    let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterSend>();
+    let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
     let s = shared.clone();
     rt.spawn(async move {
-      while let Some(msg) = master_rx.recv().await {
-        s.route_line(msg.from, None, &msg.line).await;
+      while let Some(work) = master_rx.recv().await {
+        match work {
+          MasterWork::Deliver { targets, lines } => {
+            for t in &targets {
+              s.deliver(t, lines.clone(), 1).await;
+            }
+          }
+          MasterWork::Emit(event) => s.emit(event).await,
+        }
       }
     });
     Ok((
@@ -452,10 +465,42 @@ impl Core {
 
   /// Routes a message from the master or the parent (JSON text).
   pub fn route(&self, from: Sender, line: Vec<u8>) -> Result<()> {
-    self
-      .master_tx
-      .send(MasterSend { from, line })
-      .map_err(|_| CoreError::Closed)
+    let work = match parse_line(&line) {
+      Ok(Incoming::User(env)) => {
+        let route = self.shared.route_of(from, &env);
+        match route.destination {
+          Destination::Nowhere => None,
+          Destination::Master | Destination::Parent => {
+            Some(MasterWork::Emit(message_event(from, None, &env, route)))
+          }
+          destination => {
+            let targets = self.shared.targets(destination);
+            (!targets.is_empty()).then(|| MasterWork::Deliver {
+              targets,
+              lines: Bytes::from(env.encode(from.as_str(), route.to.unwrap_or(""))),
+            })
+          }
+        }
+      }
+      Ok(Incoming::Internal { cmd, .. }) => {
+        tracing::debug!(%cmd, "internal message from {} not routed", from.as_str());
+        None
+      }
+      Err(e) => {
+        let message = format!("a message from {} is malformed: {e}", from.as_str());
+        tracing::warn!("{message}");
+        Some(MasterWork::Emit(Event::Error {
+          id: None,
+          pid: None,
+          code: "ERR_BAD_MESSAGE",
+          message,
+        }))
+      }
+    };
+    match work {
+      Some(work) => self.master_tx.send(work).map_err(|_| CoreError::Closed),
+      None => Ok(()),
+    }
   }
 
   fn worker_by_pid(&self, pid: u32) -> Result<Arc<Worker>> {
@@ -468,10 +513,21 @@ impl Core {
   }
 
   /// Sends raw JSON to one worker (by pid), bypassing routing.
+  /// Queued behind earlier `route` calls, so the two keep their order.
   pub fn send_raw(&self, pid: u32, mut line: Vec<u8>) -> Result<Pushed> {
     let w = self.worker_by_pid(pid)?;
+    if !w.live() {
+      return Ok(Pushed::Closed);
+    }
     line.push(b'\n');
-    Ok(w.outbox.try_push(Bytes::from(line), None))
+    self
+      .master_tx
+      .send(MasterWork::Deliver {
+        targets: vec![w],
+        lines: Bytes::from(line),
+      })
+      .map_err(|_| CoreError::Closed)?;
+    Ok(Pushed::Queued)
   }
 
   /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
@@ -577,45 +633,63 @@ pub async fn terminate_tree(pid: u32, exit: Option<ExitWatch>, timeout: Duration
   for &c in &children {
     sys::kill(c, libc::SIGTERM);
   }
-  let main = async {
-    let exited = match exit.clone() {
-      Some(mut rx) => tokio::time::timeout(timeout, rx.wait_for(|s| s.is_some()))
-        .await
-        .is_ok(),
-      None => false,
-    };
-    if !exited {
-      sys::kill(pid, libc::SIGKILL);
-      if let Some(mut rx) = exit {
-        let _ = rx.wait_for(|s| s.is_some()).await;
-      }
-    }
+  let start = tokio::time::Instant::now();
+  let exited = match exit.clone() {
+    Some(mut rx) => tokio::time::timeout(timeout, rx.wait_for(|s| s.is_some()))
+      .await
+      .is_ok(),
+    None => false,
   };
-  let rest = async {
-    if children.is_empty() {
-      return;
-    }
-    let start = tokio::time::Instant::now();
-    let step = Duration::from_millis(100);
-    loop {
-      let alive: Vec<u32> = children
-        .iter()
-        .copied()
-        .filter(|&c| sys::alive(c))
-        .collect();
-      if alive.is_empty() {
-        return;
+  // Descendants get the whole timeout too, even when the worker left early.
+  let step = Duration::from_millis(100);
+  while children.iter().any(|&c| sys::alive(c)) && start.elapsed() < timeout {
+    tokio::time::sleep(step).await;
+  }
+  // The tree may have grown during the timeout (a SIGTERM handler that
+  // spawns): look again before the SIGKILL, and kill the grandchildren the
+  // worker left behind as well as those it still has.
+  let mut rest: Vec<u32> = children.into_iter().filter(|&c| sys::alive(c)).collect();
+  if !exited {
+    for d in sys::descendants(pid) {
+      if !rest.contains(&d) {
+        rest.push(d);
       }
-      if start.elapsed() >= timeout {
-        for c in alive {
-          sys::kill(c, libc::SIGKILL);
-        }
-        return;
-      }
-      tokio::time::sleep(step).await;
     }
-  };
-  tokio::join!(main, rest);
+    sys::kill(pid, libc::SIGKILL);
+  }
+  for &c in &rest {
+    for d in sys::descendants(c) {
+      sys::kill(d, libc::SIGKILL);
+    }
+    sys::kill(c, libc::SIGKILL);
+  }
+  if !exited {
+    if let Some(mut rx) = exit {
+      let _ = rx.wait_for(|s| s.is_some()).await;
+    }
+  }
+}
+
+/// The event for an envelope routed to the master or the parent.
+fn message_event(
+  from: Sender,
+  w: Option<&Arc<Worker>>,
+  env: &Envelope<'_>,
+  route: router::Route<'_>,
+) -> Event {
+  let mut line = env.encode(from.as_str(), route.to.unwrap_or(""));
+  line.pop();
+  Event::Message {
+    to: if route.destination == Destination::Master {
+      "master"
+    } else {
+      "parent"
+    },
+    from_id: w.map_or(0, |w| w.id),
+    from_pid: w.map_or(0, |w| w.pid),
+    from: from.as_str(),
+    line: String::from_utf8(line).unwrap_or_default(),
+  }
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -850,29 +924,6 @@ impl Shared {
     }
   }
 
-  /// Routes a message from the master or the parent.
-  async fn route_line(self: &Arc<Self>, from: Sender, w: Option<&Arc<Worker>>, line: &[u8]) {
-    match parse_line(line) {
-      Ok(Incoming::User(env)) => {
-        let mut batch = Batch::default();
-        self.route_envelope(from, w, &env, &mut batch).await;
-        self.flush(&mut batch).await;
-      }
-      Ok(Incoming::Internal { .. }) => {
-        tracing::debug!("internal message from {} not routed", from.as_str())
-      }
-      Err(e) => {
-        self
-          .error(
-            None,
-            "ERR_BAD_MESSAGE",
-            format!("a message from {} is malformed: {e}", from.as_str()),
-          )
-          .await
-      }
-    }
-  }
-
   async fn route_envelope(
     self: &Arc<Self>,
     from: Sender,
@@ -880,49 +931,25 @@ impl Shared {
     env: &Envelope<'_>,
     batch: &mut Batch,
   ) {
-    let to_field = env.to();
-    let agent_pid = self
-      .table
-      .read()
-      .ok()
-      .and_then(|t| t.agent().map(|a| a.pid));
-    let route = router::route(
-      from,
-      to_field.as_deref(),
-      env.receiver_pid(),
-      self.master_pid,
-      agent_pid,
-    );
-    let to = route.to.unwrap_or("");
+    let route = self.route_of(from, env);
     match route.destination {
       Destination::Nowhere => {
-        tracing::debug!(from = from.as_str(), to, "message routed nowhere");
+        tracing::debug!(
+          from = from.as_str(),
+          to = route.to,
+          "message routed nowhere"
+        );
       }
       Destination::Master | Destination::Parent => {
         self.flush(batch).await;
-        let mut line = env.encode(from.as_str(), to);
-        line.pop();
-        let line = String::from_utf8(line).unwrap_or_default();
-        self
-          .emit(Event::Message {
-            to: if route.destination == Destination::Master {
-              "master"
-            } else {
-              "parent"
-            },
-            from_id: w.map_or(0, |w| w.id),
-            from_pid: w.map_or(0, |w| w.pid),
-            from: from.as_str(),
-            line,
-          })
-          .await;
+        self.emit(message_event(from, w, env, route)).await;
       }
       destination => {
         if batch.destination != Some(destination) {
           self.flush(batch).await;
           batch.destination = Some(destination);
         }
-        env.encode_into(&mut batch.buf, from.as_str(), to);
+        env.encode_into(&mut batch.buf, from.as_str(), route.to.unwrap_or(""));
         batch.messages += 1;
         if batch.buf.len() >= BATCH_BYTES {
           self.flush(batch).await;
@@ -941,28 +968,50 @@ impl Shared {
       return;
     }
     let bytes = Bytes::from(std::mem::take(&mut batch.buf));
+    for t in &self.targets(destination) {
+      self.deliver(t, bytes.clone(), messages).await;
+    }
+  }
+
+  /// egg's routing decision for an envelope sent by `from`.
+  fn route_of(&self, from: Sender, env: &Envelope<'_>) -> router::Route<'static> {
+    let agent_pid = self
+      .table
+      .read()
+      .ok()
+      .and_then(|t| t.agent().map(|a| a.pid));
+    let to = env.to();
+    let route = router::route(
+      from,
+      to.as_deref(),
+      env.receiver_pid(),
+      self.master_pid,
+      agent_pid,
+    );
+    // Only egg's names are ever written into a delivered envelope.
+    router::Route {
+      to: route
+        .to
+        .map(|t| Sender::parse(t).map_or("?", Sender::as_str)),
+      destination: route.destination,
+    }
+  }
+
+  /// The live workers a destination names now.
+  fn targets(&self, destination: Destination) -> Vec<Arc<Worker>> {
     match destination {
-      Destination::Agent => {
-        let agents = self.live_workers(WorkerKind::Agent);
-        match agents.last() {
-          Some(agent) => self.deliver(agent, bytes, messages).await,
-          None => tracing::debug!("no live agent for {messages} message(s)"),
-        }
-      }
-      Destination::Apps | Destination::AppPid(_) => {
-        let only = match destination {
-          Destination::AppPid(p) => Some(p),
-          _ => None,
-        };
-        for t in self
-          .live_workers(WorkerKind::App)
-          .iter()
-          .filter(|t| only.is_none_or(|p| p == t.pid))
-        {
-          self.deliver(t, bytes.clone(), messages).await;
-        }
-      }
-      Destination::Master | Destination::Parent | Destination::Nowhere => {}
+      Destination::Agent => self
+        .live_workers(WorkerKind::Agent)
+        .pop()
+        .into_iter()
+        .collect(),
+      Destination::Apps => self.live_workers(WorkerKind::App),
+      Destination::AppPid(pid) => self
+        .live_workers(WorkerKind::App)
+        .into_iter()
+        .filter(|t| t.pid == pid)
+        .collect(),
+      Destination::Master | Destination::Parent | Destination::Nowhere => Vec::new(),
     }
   }
 

@@ -145,19 +145,6 @@ impl Outbox {
     self.enqueue(line, fd, Some(permit))
   }
 
-  /// Queues a line only if there is room now (never waits).
-  pub fn try_push(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
-    let n = self.permits_for(line.len());
-    match self.budget.clone().try_acquire_many_owned(n) {
-      Ok(p) => self.enqueue(line, fd, Some(p)),
-      Err(_) if self.tx.is_closed() => Pushed::Closed,
-      Err(_) => {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        Pushed::Dropped
-      }
-    }
-  }
-
   /// Queues a protocol line that must not be lost to the byte budget (cluster
   /// replies, handles): counted against the budget only when room exists.
   pub fn push_protocol(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
