@@ -15,7 +15,8 @@
 // Reported per cluster: requests/s, p50/p99 latency, errors, ratio to egg-cluster (rr) on the same
 // load, the master's CPU time per 1000 requests, and each worker's share of the requests (counted
 // from the x-pid response header).
-// Runs are interleaved (rep 1 of every cluster, then rep 2, …) and the median rep is reported.
+// All clusters run side by side (ports 17480…); short measurements rotate among them (rep 1 of
+// every cluster, then rep 2, …), and the median rep (by req/s) is reported.
 
 const fs = require('fs');
 const net = require('net');
@@ -30,9 +31,9 @@ const arg = (name, dflt) => {
   return hit ? Number(hit.split('=')[1]) : dflt;
 };
 const quick = args.includes('--quick');
-const DURATION = arg('duration', quick ? 4 : 8); // seconds per measurement
-const WARMUP = arg('warmup', quick ? 1 : 2);
-const REPS = arg('reps', quick ? 1 : 2);
+const DURATION = arg('duration', quick ? 2 : 3); // seconds per measurement
+const WARMUP = arg('warmup', quick ? 1 : 2); // seconds of each load on each cluster before the first rep
+const REPS = arg('reps', quick ? 1 : 7);
 const CONNECTIONS = arg('connections', 50);
 const WORKERS = arg('workers', 2);
 const PORT = arg('port', 17480);
@@ -196,37 +197,47 @@ const median = list => {
 
 async function main() {
   log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0].model}), load average ${os.loadavg().map(n => n.toFixed(1)).join(' ')}`);
-  log(`${WORKERS} app workers, ${CONNECTIONS} connections, ${DURATION}s per measurement after ${WARMUP}s warm-up, ${REPS} rep(s), port ${PORT}`);
+  log(`${WORKERS} app workers, ${CONNECTIONS} connections, ${DURATION}s per measurement, ${REPS} rep(s), ports ${PORT}…`);
   const results = new Map(); // `${cluster}|${load}` → [run]
-  for (let rep = 1; rep <= REPS; rep++) {
-    for (const c of CLUSTERS) {
-      const child = await startCluster(c, PORT);
-      try {
-        for (const load of LOADS) {
+  // every cluster runs for the whole benchmark, each on its own port; an idle one costs no CPU.
+  // Short measurements rotate among them, so a change in the machine's other load hits all alike
+  const children = [];
+  try {
+    for (const [ i, c ] of CLUSTERS.entries()) {
+      c.port = PORT + i;
+      const child = await startCluster(c, c.port);
+      children.push(child);
+      c.pid = child.pid;
+      for (const load of LOADS) await (load === 'keep-alive' ? keepAlive : newConn)(c.port, WARMUP);
+    }
+    for (let rep = 1; rep <= REPS; rep++) {
+      for (const load of LOADS) {
+        // rotate the order every rep
+        const order = CLUSTERS.map((_, i) => CLUSTERS[(i + rep) % CLUSTERS.length]);
+        for (const c of order) {
           const run = load === 'keep-alive' ? keepAlive : newConn;
-          await run(PORT, WARMUP);
-          const cpu0 = cpuMs(child.pid);
-          const r = await run(PORT, DURATION);
+          await run(c.port, 0.5);
+          const cpu0 = cpuMs(c.pid);
+          const r = await run(c.port, DURATION);
           // the master's CPU time per 1000 requests: how much work it does in the request path,
           // a figure the machine's other load hardly moves
-          r.masterCpu = (cpuMs(child.pid) - cpu0) * 1000 / r.total;
-          if (r.counts.size !== WORKERS) log(`  warning: ${c.name} ${load}: ${r.counts.size} of ${WORKERS} workers answered`);
+          r.masterCpu = (cpuMs(c.pid) - cpu0) * 1000 / r.total;
+          if (r.counts.size !== WORKERS) log(`  note: ${c.name} ${load}: ${r.counts.size} of ${WORKERS} workers answered`);
           const key = `${c.name}|${load}`;
           if (!results.has(key)) results.set(key, []);
           results.get(key).push(r);
           log(`rep ${rep} ${c.name.padEnd(26)} ${load.padEnd(10)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  errors ${r.errors}  master CPU ${r.masterCpu.toFixed(1)} ms/1k req  workers ${shareText(r.counts)}`);
         }
-      } finally {
-        await stopCluster(child);
       }
-      await sleep(500);
     }
+  } finally {
+    await Promise.all(children.map(stopCluster));
   }
 
   const lines = [];
   lines.push(`node ${process.version}, ${os.cpus().length} CPUs, ${WORKERS} app workers, ${CONNECTIONS} connections, ${DURATION}s × ${REPS} rep(s) (median rep), load average at the end ${os.loadavg().map(n => n.toFixed(1)).join(' ')}`);
   lines.push('');
-  lines.push('| load | cluster | req/s | vs egg-cluster (rr) | p50 ms | p99 ms | p99 vs egg-cluster (rr) | master CPU ms / 1k req | errors | share per worker |');
+  lines.push(`| load | cluster | req/s | vs ${CLUSTERS[0].name} | p50 ms | p99 ms | p99 vs ${CLUSTERS[0].name} | master CPU ms / 1k req | errors | share per worker |`);
   lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|---|');
   for (const load of LOADS) {
     const base = median(results.get(`${CLUSTERS[0].name}|${load}`));
