@@ -32,7 +32,7 @@ export interface WorkerPoolOptions {
   deathSignal?: NodeJS.Signals | '';
   /**
    * Milliseconds the workers of a SIGKILLed master get to leave on their own (logging the
-   * disconnect as egg does) before a watchdog SIGKILLs them and their descendants (400; 0: off).
+   * disconnect as egg does) before a watchdog SIGKILLs them and their descendants (300; 0: off).
    */
   orphanGrace?: number;
 }

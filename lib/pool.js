@@ -71,7 +71,7 @@ class WorkerPool extends EventEmitter {
    * @param {string} [options.schedulingPolicy] 'rr' (default), 'none' or 'reuseport'
    * @param {string} [options.deathSignal] signal children get the instant the master dies (none)
    * @param {number} [options.orphanGrace] ms the workers of a killed master get to leave on their
-   *   own before the watchdog SIGKILLs them and their descendants (400; 0 disables it)
+   *   own before the watchdog SIGKILLs them and their descendants (300; 0 disables it)
    */
   constructor(options = {}) {
     super();

@@ -49,7 +49,7 @@ pub struct NativeClusterOptions {
   /// orphan watchdog lets them leave gracefully first).
   pub death_signal: Option<String>,
   /// Milliseconds workers of a killed master get to exit on their own before
-  /// the watchdog SIGKILLs them and their descendants (default 400; 0
+  /// the watchdog SIGKILLs them and their descendants (default 300; 0
   /// disables the watchdog).
   pub orphan_grace_ms: Option<f64>,
 }

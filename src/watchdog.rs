@@ -41,6 +41,9 @@ for e in $pids; do
   set -- $F; shift 19
   [ "$1" = "$s" ] && targets="$targets $p"
 done
+[ -n "$targets" ] || exit 0
+# freeze them first: no new children, no CPU taken from the scan below
+for p in $targets; do kill -STOP "$p" 2>/dev/null; done
 all=$targets; frontier=$targets
 while [ -n "$frontier" ]; do
   next=""

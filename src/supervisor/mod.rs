@@ -110,7 +110,7 @@ impl Default for Config {
       queue_bytes: 256 << 20,
       stall_timeout: Duration::from_secs(10),
       death_signal: 0,
-      orphan_grace: Some(Duration::from_millis(400)),
+      orphan_grace: Some(Duration::from_millis(300)),
       policy: Policy::RoundRobin,
     }
   }
