@@ -23,7 +23,8 @@ implementation's own \`startCluster\`); all traffic goes through egg's own \`app
 \`agent.messenger\` in the workers, and the workers report to the driver \`to: 'parent'\`. Both
 clusters stay up side by side and the repetitions take turns, so the background load of a shared
 machine falls on both alike. Every message carries a per-sender sequence number and is counted
-on arrival: a lost or reordered message fails the run. The "limit" is plain Node processes
+on arrival: a lost or reordered message fails the run (\`BENCH_INJECT=drop\` or \`=reorder npm run bench:quick\`
+shows it). The "limit" is plain Node processes
 talking directly over Node's IPC (\`child_process.fork\`, no master): the parent plays the agent
 and sends each message to each child itself. Bursts: ${results.config.small} messages of ~100 B
 (from the agent to all apps; from each app to the agent), ${results.config.b64} × 64 KiB and ${results.config.b1m} × 1 MiB from the agent

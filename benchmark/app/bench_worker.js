@@ -68,7 +68,18 @@ module.exports = function install(messenger, role) {
     const p = payload(cmd.size);
     const send = messenger[cmd.via].bind(messenger);
     const t0 = now();
-    for (let s = 0; s < cmd.n; s++) send('bench:m', { i: cmd.id, w: pid, s, p });
+    // BENCH_INJECT=drop|reorder: a self-test of the driver's checks (lose, or swap, seq 10)
+    const inject = cmd.n > 11 && process.env.BENCH_INJECT;
+    for (let s = 0; s < cmd.n; s++) {
+      if (inject === 'drop' && s === 10) continue;
+      if (inject === 'reorder' && s === 10) {
+        send('bench:m', { i: cmd.id, w: pid, s: 11, p });
+        send('bench:m', { i: cmd.id, w: pid, s: 10, p });
+        s = 11;
+        continue;
+      }
+      send('bench:m', { i: cmd.id, w: pid, s, p });
+    }
     reply('bench:sent', { id: cmd.id, pid, role, t0, t1: now() });
   });
 
