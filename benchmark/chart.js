@@ -12,7 +12,8 @@ const TARGET = { toApps: 2, toAgent: 2, bcast64k: 3, bcast1m: 3, rttP50: 1 / 0.7
   'cpu.toApps': 10, 'cpu.toAgent': 10, 'cpu.bcast64k': 5, 'cpu.peak64k': 5, ready: 1, rss: 1.25, peak: 3 };
 
 function esc(s) {
-  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;');
 }
 
 function svg(results) {

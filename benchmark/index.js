@@ -77,18 +77,21 @@ class Cluster {
   waitFor(action, id, count, timeout) {
     return new Promise((resolve, reject) => {
       const got = [];
-      const h = m => {
+      let t = null;
+      let h = null;
+      let onExit = null;
+      const cleanup = () => { clearTimeout(t); this.child.off('message', h); this.child.off('exit', onExit); };
+      h = m => {
         if (m && m.action === action && (id == null || (m.data && m.data.id === id))) {
           got.push(m.data);
           if (got.length === count) { cleanup(); resolve(got); }
         }
       };
-      const onExit = (code, signal) => { cleanup(); reject(new BenchError(`${this.impl}: master exited (${code}, ${signal}) waiting for ${action}`)); };
-      const t = setTimeout(() => {
+      onExit = (code, signal) => { cleanup(); reject(new BenchError(`${this.impl}: master exited (${code}, ${signal}) waiting for ${action}`)); };
+      t = setTimeout(() => {
         cleanup();
         reject(Object.assign(new BenchError(`${this.impl} ×${this.workers}: timeout waiting for ${count}× ${action} (got ${got.length})`), { got }));
       }, timeout);
-      const cleanup = () => { clearTimeout(t); this.child.off('message', h); this.child.off('exit', onExit); };
       this.child.on('message', h);
       this.child.on('exit', onExit);
     });
@@ -112,6 +115,14 @@ class Cluster {
 /**
  * One burst: `senders` ('agent' | 'app') each send n messages with messenger[via]; every
  * receiver counts them (in order per sender) and reports its last arrival time.
+ * @param c
+ * @param root0
+ * @param root0.senders
+ * @param root0.via
+ * @param root0.receivers
+ * @param root0.n
+ * @param root0.size
+ * @param root0.peak
  */
 async function burst(c, { senders, via, receivers, n, size, peak }) {
   const id = nextId++;
@@ -218,6 +229,8 @@ const pct = (sorted, f) => sorted[Math.min(sorted.length - 1, Math.floor(f * sor
  * the same time, idle but for the one being measured, and the repetitions of every scenario
  * take turns between them (egg-cluster, egg-cluster-rs, limit, then rotated), so that the
  * background load of a shared machine falls on all of them alike.
+ * @param workers
+ * @param port
  */
 async function runWorkers(workers, port) {
   const order = workers === WORKERS[0] ? IMPLS : [ ...IMPLS ].reverse(); // who starts first alternates
@@ -227,7 +240,7 @@ async function runWorkers(workers, port) {
   try {
     // start → egg-ready and RSS after start: medians of CFG.starts starts taking turns; the
     // last start of each stays up for the message scenarios
-    const starts = Object.fromEntries(IMPLS.map(k => [ k, [] ]));
+    const starts = Object.fromEntries(IMPLS.map(k => [ k, []]));
     for (let i = 0; i < CFG.starts; i++) {
       for (const impl of rotate(order, i)) {
         const c = new Cluster(impl, workers, port++);
@@ -244,7 +257,7 @@ async function runWorkers(workers, port) {
     await limit.start();
     const sides = [ ...IMPLS, 'limit' ];
     for (const s of SCENARIOS) {
-      const runs = Object.fromEntries(sides.map(k => [ k, [] ]));
+      const runs = Object.fromEntries(sides.map(k => [ k, []]));
       for (let i = 0; i < CFG.reps; i++) {
         for (const side of rotate(sides, i)) {
           runs[side].push(side === 'limit' ? await limit.burst(s) : await burst(clusters[side], { ...s, n: s.n() }));
@@ -259,7 +272,7 @@ async function runWorkers(workers, port) {
     }
     // round trips, in `reps` chunks taking turns; percentiles over all samples
     const chunk = Math.ceil(CFG.rtt / CFG.reps);
-    const trips = Object.fromEntries(sides.map(k => [ k, { samples: [], cpu: 0, deliveries: 0 } ]));
+    const trips = Object.fromEntries(sides.map(k => [ k, { samples: [], cpu: 0, deliveries: 0 }]));
     for (let i = 0; i < CFG.reps; i++) {
       for (const side of rotate(sides, i)) {
         const x = side === 'limit'
@@ -281,7 +294,7 @@ async function runWorkers(workers, port) {
     log(`×${workers} round trip p50 / p99: ${sides.map(k => `${k} ${r[k].rtt.p50.toFixed(0)} / ${r[k].rtt.p99.toFixed(0)} µs`).join(', ')}`);
     // master peak RSS (VmHWM, reset before each) during a 64 KiB apps → agent burst: the
     // highest of CFG.starts bursts taking turns
-    const peaks = Object.fromEntries(IMPLS.map(k => [ k, [] ]));
+    const peaks = Object.fromEntries(IMPLS.map(k => [ k, []]));
     for (let i = 0; i < CFG.starts; i++) {
       for (const impl of rotate(order, i)) {
         peaks[impl].push(await burst(clusters[impl], { senders: 'app', via: 'sendToAgent', receivers: 'agent', size: 64 * KiB, n: CFG.hwm64PerApp, peak: true }));
@@ -310,7 +323,13 @@ async function main() {
   const started = new Date();
   const t0 = Date.now();
   const sha = (() => { try { return execFileSync('git', [ 'rev-parse', '--short', 'HEAD' ], { cwd: path.join(__dirname, '..') }).toString().trim(); } catch { return '?'; } })();
-  const dirty = (() => { try { return execFileSync('git', [ 'status', '--porcelain', 'src', 'lib', 'index.js' ], { cwd: path.join(__dirname, '..') }).toString().trim().split('\n').filter(Boolean).length; } catch { return 0; } })();
+  const dirty = (() => {
+    try {
+      return execFileSync('git', [ 'status', '--porcelain', 'src', 'lib', 'index.js' ], { cwd: path.join(__dirname, '..') }).toString().trim()
+        .split('\n')
+        .filter(Boolean).length;
+    } catch { return 0; }
+  })();
   const addon = path.join(__dirname, '..', 'egg-cluster-rs.linux-x64-gnu.node');
   const results = {
     date: started.toISOString(),
@@ -353,8 +372,10 @@ async function main() {
 
 module.exports = { Cluster, burst, roundTrip, SCENARIOS, CFG, BenchError };
 
-if (require.main === module) main().catch(err => {
-  console.error(`\n[bench] FAILED: ${err.message}`);
-  if (!(err instanceof BenchError)) console.error(err.stack);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch(err => {
+    console.error(`\n[bench] FAILED: ${err.message}`);
+    if (!(err instanceof BenchError)) console.error(err.stack);
+    process.exit(1);
+  });
+}

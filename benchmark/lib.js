@@ -9,21 +9,30 @@ const CLK_TCK = 100; // getconf CLK_TCK on Linux x86-64
 const now = () => Number(process.hrtime.bigint()) / 1e3; // µs, CLOCK_MONOTONIC
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
-/** utime + stime of a whole process (all its threads), in µs, from /proc/<pid>/stat */
+/**
+ * utime + stime of a whole process (all its threads), in µs, from /proc/<pid>/stat
+ * @param pid
+ */
 function cpuUs(pid) {
   const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 1e6 / CLK_TCK; // fields 14 and 15
 }
 
-/** VmRSS / VmHWM of a process in KiB */
+/**
+ * VmRSS / VmHWM of a process in KiB
+ * @param pid
+ */
 function mem(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = k => Number((s.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm')) || [])[1]);
   return { rss: get('VmRSS'), hwm: get('VmHWM') };
 }
 
-/** reset VmHWM to the current RSS (Linux: echo 5 > /proc/<pid>/clear_refs) */
+/**
+ * reset VmHWM to the current RSS (Linux: echo 5 > /proc/<pid>/clear_refs)
+ * @param pid
+ */
 function resetPeak(pid) {
   try {
     fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
@@ -34,7 +43,11 @@ function resetPeak(pid) {
 }
 
 const allCpus = `0-${os.cpus().length - 1}`;
-/** set the CPU affinity of every thread of each pid (taskset -a -p -c <cpus> <pid>) */
+/**
+ * set the CPU affinity of every thread of each pid (taskset -a -p -c <cpus> <pid>)
+ * @param pids
+ * @param cpus
+ */
 function pin(pids, cpus) {
   for (const pid of pids) execFileSync('taskset', [ '-a', '-p', '-c', cpus, String(pid) ], { stdio: 'ignore' });
 }

@@ -14,14 +14,16 @@ function once(child, action, id, count, timeout) {
   const kids = Array.isArray(child) ? child : [ child ];
   return new Promise((resolve, reject) => {
     const got = [];
-    const h = m => {
+    let t = null;
+    let h = null;
+    const finish = () => { clearTimeout(t); kids.forEach(k => k.off('message', h)); resolve(got); };
+    h = m => {
       if (m && m.action === action && (id == null || m.data.id === id)) {
         got.push(m.data);
         if (got.length === count) finish();
       }
     };
-    const finish = () => { clearTimeout(t); kids.forEach(k => k.off('message', h)); resolve(got); };
-    const t = setTimeout(() => {
+    t = setTimeout(() => {
       kids.forEach(k => k.off('message', h));
       reject(new Error(`limit: timeout waiting for ${count}× ${action} (got ${got.length})`));
     }, timeout);

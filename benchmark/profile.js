@@ -38,7 +38,10 @@ async function main() {
   console.log(`${impl} ×${workers} ${scenario}: ${n} bursts, ${dl} deliveries, master ${(cpu / dl).toFixed(2)} µs CPU/msg`);
   await c.stop();
   if (!stat) {
-    console.log(execFileSync('perf', [ 'report', '-i', out, '--no-children', '--percent-limit', '1.5', '--stdio', '-g', 'none', '--sort', 'dso,sym' ], { maxBuffer: 1 << 26 }).toString().split('\n').filter(l => l && !l.startsWith('#')).slice(0, 45).join('\n'));
+    console.log(execFileSync('perf', [ 'report', '-i', out, '--no-children', '--percent-limit', '1.5', '--stdio', '-g', 'none', '--sort', 'dso,sym' ], { maxBuffer: 64 * 1024 * 1024 }).toString().split('\n')
+      .filter(l => l && !l.startsWith('#'))
+      .slice(0, 45)
+      .join('\n'));
   }
 }
 
