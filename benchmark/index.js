@@ -113,6 +113,15 @@ class Cluster {
 }
 
 /**
+ * utime+stime of the agent and the app workers together, µs
+ * @param {Cluster} c -
+ * @return {number} -
+ */
+function workersCpuUs(c) {
+  return [ c.pids.agent, ...c.pids.apps ].reduce((a, p) => a + cpuUs(p), 0);
+}
+
+/**
  * One burst: `senders` ('agent' | 'app') each send n messages with messenger[via]; every
  * receiver counts them (in order per sender) and reports its last arrival time.
  * @param c
@@ -138,6 +147,7 @@ async function burst(c, { senders, via, receivers, n, size, peak }) {
   const done = c.waitFor('bench:done', id, nRecv, CFG.timeout);
   const sent = c.waitFor('bench:sent', id, nSend, CFG.timeout);
   const cpu0 = cpuUs(c.pid);
+  const wcpu0 = workersCpuUs(c);
   c.send('bench:go', { id, role: senders, via, n, size }, senders);
   let res;
   try {
@@ -152,6 +162,7 @@ async function burst(c, { senders, via, receivers, n, size, peak }) {
     if (sampler) clearInterval(sampler);
   }
   const cpu1 = cpuUs(c.pid);
+  const wcpu1 = workersCpuUs(c);
   const m = peak ? mem(c.pid) : null;
   const s = await sent;
   const errors = res.reduce((a, r) => a + r.errors + r.stray, 0);
@@ -161,7 +172,7 @@ async function burst(c, { senders, via, receivers, n, size, peak }) {
   if (got !== deliveries) throw new BenchError(`${c.impl}: got ${got} of ${deliveries}`);
   const t0 = Math.min(...s.map(x => x.t0));
   const tEnd = Math.max(...res.map(r => r.tLast));
-  const out = { deliveries, seconds: (tEnd - t0) / 1e6, masterCpuUs: cpu1 - cpu0 };
+  const out = { deliveries, seconds: (tEnd - t0) / 1e6, masterCpuUs: cpu1 - cpu0, workersCpuUs: wcpu1 - wcpu0 };
   if (peak) Object.assign(out, { peakKiB: peakOk ? m.hwm : maxRss, peakSource: peakOk ? 'VmHWM' : 'sampled VmRSS', sampledMaxRssKiB: maxRss });
   return out;
 }
@@ -266,7 +277,11 @@ async function runWorkers(workers, port) {
       for (const side of sides) {
         const rates = runs[side].map(x => x.deliveries / x.seconds);
         const out = r[side][s.key] = { msgsPerSec: median(rates), rates, bytes: s.size, deliveriesPerRep: runs[side][0].deliveries };
-        if (side !== 'limit') out.cpuUsPerMsg = runs[side].reduce((a, x) => a + x.masterCpuUs, 0) / runs[side].reduce((a, x) => a + x.deliveries, 0);
+        if (side !== 'limit') {
+          const dl = runs[side].reduce((a, x) => a + x.deliveries, 0);
+          out.cpuUsPerMsg = runs[side].reduce((a, x) => a + x.masterCpuUs, 0) / dl;
+          out.workersCpuUsPerMsg = runs[side].reduce((a, x) => a + x.workersCpuUs, 0) / dl; // agent + apps
+        }
       }
       log(`×${workers} ${s.label}: ${sides.map(k => `${k} ${fmtRate(r[k][s.key].msgsPerSec)}/s${r[k][s.key].cpuUsPerMsg != null ? ` (master ${r[k][s.key].cpuUsPerMsg.toFixed(2)} µs/msg)` : ''}`).join(', ')}`);
     }
