@@ -36,6 +36,10 @@ const INSPECT_ARGV = /--inspect(?:-brk|-port)?|--debug-port/;
 const REFORK_LIMIT = 60;
 const REFORK_WINDOW = 60000;
 const HEALTH_CHECK_INTERVAL = 10000;
+// beyond egg-cluster: a slot whose reforked worker keeps dying before it listens (or an agent
+// that keeps dying before it starts) is forked again after 1s, 2s, 4s, … up to this cap
+const REFORK_BACKOFF_INITIAL = 1000;
+const REFORK_BACKOFF_MAX = 30000;
 const HEALTH_CHECK_FAILURES = 3;
 const AGENT_REFORK_DELAY = 1000;
 
@@ -129,6 +133,10 @@ class Master extends EventEmitter {
     this.isAllWorkerStarted = false;
     this.inspectPortOffset = 1;
     this.reforkTimes = [];
+    // consecutive deaths before listening, per cfork slot (its env object), and of the agent
+    this.slotFailures = new Map();
+    this.backoffTimers = new Set();
+    this.agentFailures = 0;
     this.disconnectCount = 0;
     this.unexpectedCount = 0;
     this.reloading = false;
@@ -318,12 +326,22 @@ class Master extends EventEmitter {
     this.logger.error(err);
 
     if (this.isStarted) {
-      this.log('[master] try to start a new agent_worker after 1s ...');
-      setTimeout(() => {
+      // egg-cluster reforks after 1s; an agent that keeps dying before it starts backs off
+      this.agentFailures = agent.status === 'started' ? 0 : this.agentFailures + 1;
+      const delay = this.agentFailures ? Math.max(AGENT_REFORK_DELAY, this.backoffDelay(this.agentFailures + 1)) : AGENT_REFORK_DELAY;
+      if (delay === AGENT_REFORK_DELAY) {
+        this.log('[master] try to start a new agent_worker after 1s ...');
+      } else {
+        this.logger.warn('[master] agent_worker died %s time(s) in a row before starting, try to start a new agent_worker after %sms ...',
+          this.agentFailures, delay);
+      }
+      const timer = setTimeout(() => {
+        this.backoffTimers.delete(timer);
         if (this.closed) return;
         this.logger.info('[master] new agent_worker starting...');
         this.forkAgentWorker();
-      }, AGENT_REFORK_DELAY);
+      }, delay);
+      this.backoffTimers.add(timer);
       this.messenger.send({ action: 'agent-worker-died', to: 'parent' });
     } else {
       this.logger.error('[master] agent_worker#%s:%s start fail, exiting with code:1', agent.id, agent.pid);
@@ -421,6 +439,7 @@ class Master extends EventEmitter {
     // a worker reports its app port once, however many ways it is told about
     if (worker.started) return;
     worker.started = true;
+    this.slotFailures.delete(worker.workerEnv);
 
     this.messenger.send({ action: 'egg-pids', to: 'agent', data: this.listeningWorkerPids() });
 
@@ -496,6 +515,11 @@ class Master extends EventEmitter {
     print('[%s] [cfork:master:%s] worker:%s exit (code: %s, exitedAfterDisconnect: %s, state: %s, isDead: %s, isExpected: %s, worker.disableRefork: %s)',
       utility.logDate(), process.pid, worker.pid, code, worker.exitedAfterDisconnect, worker.state, true,
       isExpected, worker.disableRefork);
+    if (!isExpected && worker.disableRefork && worker.isRefork && !worker.started &&
+      !worker.isDevReload && !worker.exitedAfterDisconnect && this.isAllWorkerStarted &&
+      this.isProduction && !this.closed) {
+      this.reforkAfterBackoff(worker);
+    }
     if (!isExpected && !worker.disableRefork) {
       this.unexpectedCount++;
       this.refork(worker, print);
@@ -511,6 +535,32 @@ class Master extends EventEmitter {
     if (this.closed) this.appWorkers.delete(worker.id);
   }
 
+  backoffDelay(failures) {
+    const initial = Number(this.options.reforkBackoffInitial) || REFORK_BACKOFF_INITIAL;
+    const max = Number(this.options.reforkBackoffMax) || REFORK_BACKOFF_MAX;
+    return Math.min(initial * Math.pow(2, Math.max(0, failures - 1)), max);
+  }
+
+  /**
+   * A reforked worker died before it listened. egg-cluster gives up on the slot (eggjs/egg#4538);
+   * we fork it again, backing off exponentially while the slot keeps crashing.
+   * @param {AppWorker} worker - the worker that died
+   */
+  reforkAfterBackoff(worker) {
+    const slot = worker.workerEnv;
+    const failures = (this.slotFailures.get(slot) || 0) + 1;
+    this.slotFailures.set(slot, failures);
+    const delay = this.backoffDelay(failures);
+    this.logger.warn('[master] app_worker#%s:%s died before listening, %s failure(s) in a row, refork in %sms',
+      worker.id, worker.pid, failures, delay);
+    const timer = setTimeout(() => {
+      this.backoffTimers.delete(timer);
+      if (this.closed) return;
+      this.refork(worker, console.error);
+    }, delay);
+    this.backoffTimers.add(timer);
+  }
+
   refork(worker, print) {
     if (this.closed || !this.allowRefork()) {
       print('[%s] [cfork:master:%s] don\'t fork new work (refork: %s)', utility.logDate(), process.pid, this.isProduction);
@@ -518,6 +568,7 @@ class Master extends EventEmitter {
     }
     const newWorker = this.forkAppWorker(worker.workerEnv);
     if (newWorker) {
+      newWorker.isRefork = true;
       print('[%s] [cfork:master:%s] new worker:%s fork (state: %s)',
         utility.logDate(), process.pid, newWorker.pid, newWorker.state);
     }
@@ -610,7 +661,8 @@ class Master extends EventEmitter {
     this.healthTimer = setInterval(() => {
       const count = {
         agent: this.agent && this.agent.status === 'started' ? 1 : 0,
-        worker: this.appWorkers.size,
+        // workers that listen: a slot crash-looping through refork backoff does not count
+        worker: Array.from(this.appWorkers.values()).filter(w => w.started && !w.isDead).length,
       };
       if (count.agent && count.worker) {
         failures = 0;
@@ -731,6 +783,8 @@ class Master extends EventEmitter {
 
   async doClose() {
     clearInterval(this.healthTimer);
+    for (const timer of this.backoffTimers) clearTimeout(timer);
+    this.backoffTimers.clear();
     if (this.stickyListening) {
       this.stickyListening = false;
       this.pool.closeSticky();
