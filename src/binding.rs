@@ -188,6 +188,23 @@ impl NativeEvent {
   }
 }
 
+/// Opt-in diagnostics of the core on stderr: `EGG_CLUSTER_RS_LOG=debug`
+/// (any tracing filter). Silent by default: egg-scripts treats any stderr
+/// output before egg-ready as a failed start.
+fn init_tracing() {
+  static ONCE: std::sync::Once = std::sync::Once::new();
+  ONCE.call_once(|| {
+    if let Ok(filter) = std::env::var("EGG_CLUSTER_RS_LOG") {
+      if let Ok(filter) = tracing_subscriber::EnvFilter::try_new(filter) {
+        let _ = tracing_subscriber::fmt()
+          .with_env_filter(filter)
+          .with_writer(std::io::stderr)
+          .try_init();
+      }
+    }
+  });
+}
+
 const MAX_BATCH: usize = 512;
 const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
@@ -208,6 +225,7 @@ impl NativeCluster {
     options: Option<NativeClusterOptions>,
     on_events: ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false, true>,
   ) -> Result<Self> {
+    init_tracing();
     let options = options.unwrap_or_default();
     let mut config = Config::default();
     if let Some(v) = options.max_line_bytes {
