@@ -103,5 +103,30 @@ describe('test/chaos.test.js', function() {
       await sleep(3000);
       assert.strictEqual(m.apps().length, 2, `${m.apps().length} app workers 45 s after the crash cause went away`);
     });
+
+    it('the backoff is configurable and capped: reforkBackoffInitial 200, reforkBackoffMax 800', async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'egg-cluster-rs-backoff-'));
+      const crashFile = path.join(dir, 'crash');
+      const logFile = path.join(dir, 'master.log');
+      m = launch({
+        workers: 2,
+        port: 17535,
+        logFile,
+        options: { reforkBackoffInitial: 200, reforkBackoffMax: 800 },
+        env: { CHAOS_DIR: dir, CHAOS_CRASH_FILE: crashFile, CHAOS_BURST: '1', CHAOS_TICK_MS: '200' },
+      });
+      await m.wait(x => x.action === 'egg-ready', 60000, 'egg-ready');
+      fs.writeFileSync(crashFile, '');
+      process.kill(m.apps()[0], 'SIGKILL');
+      const delays = () => Array.from(fs.readFileSync(logFile, 'utf8')
+        .matchAll(/died before listening, (\d+) failure\(s\) in a row, refork in (\d+)ms/g), x => Number(x[2]));
+      const end = Date.now() + 40000;
+      while (delays().length < 5 && Date.now() < end) await sleep(200);
+      assert.deepStrictEqual(delays().slice(0, 5), [ 200, 400, 800, 800, 800 ]);
+      fs.unlinkSync(crashFile);
+      const back = Date.now() + 30000;
+      while (m.apps().length < 2 && Date.now() < back) await sleep(100);
+      assert.strictEqual(m.apps().length, 2);
+    });
   });
 });

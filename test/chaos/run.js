@@ -575,14 +575,15 @@ function printFigures(f, write = console.log) {
 
 /**
  * Starts test/chaos/app under our master in production mode, this process as its parent.
- * @param {Object} opts - workers, port, env (extra environment), logFile
+ * @param {Object} opts - workers, port, env (extra environment), logFile, options (more
+ *   startCluster options)
  * @return {Object} { child, pid, messages, wait(match, timeout, what), apps(), agent(), kill() }
  */
 function launch(opts) {
   const out = fs.openSync(opts.logFile, 'a');
-  const child = fork(MASTER, [ JSON.stringify({
+  const child = fork(MASTER, [ JSON.stringify(Object.assign({
     baseDir: APP, framework: FRAMEWORK, workers: opts.workers, port: opts.port, env: 'prod',
-  }) ], {
+  }, opts.options)) ], {
     execArgv: [ '--expose-gc' ],
     stdio: [ 'ignore', out, out, 'ipc' ],
     env: Object.assign({}, process.env, { EGG_SERVER_ENV: 'prod', NODE_ENV: 'production' }, opts.env),
