@@ -296,7 +296,7 @@ impl Core {
   /// Starts a core; events arrive on the returned receiver.
   pub fn new(config: Config) -> Result<(Core, mpsc::Receiver<Event>)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-      .worker_threads(2)
+      .worker_threads(1)
       .thread_name("egg-cluster-rs")
       .enable_all()
       .build()
