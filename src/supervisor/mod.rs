@@ -519,6 +519,9 @@ impl Core {
     if !w.live() {
       return Ok(Pushed::Closed);
     }
+    if !w.outbox.admit_now(line.len() + 1) {
+      return Ok(Pushed::Dropped);
+    }
     line.push(b'\n');
     self
       .master_tx

@@ -145,6 +145,17 @@ impl Outbox {
     self.enqueue(line, fd, Some(permit))
   }
 
+  /// Whether a line of `len` bytes fits now; when it does not, the miss is
+  /// counted as a drop (for callers that must answer at once).
+  pub fn admit_now(&self, len: usize) -> bool {
+    let fits = !self.stalled.load(Ordering::Acquire)
+      && self.budget.available_permits() >= self.permits_for(len) as usize;
+    if !fits {
+      self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    fits
+  }
+
   /// Queues a protocol line that must not be lost to the byte budget (cluster
   /// replies, handles): counted against the budget only when room exists.
   pub fn push_protocol(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
