@@ -118,7 +118,7 @@ impl LineDecoder {
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-  haystack.iter().position(|&b| b == needle)
+  memchr::memchr(needle, haystack)
 }
 
 #[cfg(test)]
