@@ -12,7 +12,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { fork, execFileSync } = require('child_process');
-const { now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median } = require('./lib');
+const { now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median, snapshot } = require('./lib');
 const report = require('./report');
 
 const quick = process.argv.includes('--quick');
@@ -29,6 +29,7 @@ const logDir = path.join(resultsDir, 'logs');
 fs.mkdirSync(logDir, { recursive: true });
 
 let nextId = 1;
+let frozen = null; // the copy of egg-cluster-rs this run uses (see snapshot in lib.js)
 const T0 = Date.now();
 const log = (...a) => console.log(`[bench +${((Date.now() - T0) / 1000).toFixed(0)}s]`, ...a);
 
@@ -46,7 +47,7 @@ class Cluster {
     this.child = fork(path.join(__dirname, 'master.js'), [ this.impl, this.workers, this.port ], {
       stdio: [ 'ignore', out, out, 'ipc' ],
       execArgv: [],
-      env: { ...process.env, EGG_SERVER_ENV: 'prod', NODE_ENV: 'production' },
+      env: { ...process.env, EGG_SERVER_ENV: 'prod', NODE_ENV: 'production', ...(frozen ? { BENCH_RS_DIR: frozen.dir } : {}) },
     });
     fs.closeSync(out);
     this.child.setMaxListeners(0);
@@ -346,6 +347,7 @@ async function main() {
     } catch { return 0; }
   })();
   const addon = path.join(__dirname, '..', 'egg-cluster-rs.linux-x64-gnu.node');
+  if (!process.argv.includes('--live')) frozen = snapshot(path.join(__dirname, '..'));
   const results = {
     date: started.toISOString(),
     quick,
@@ -359,6 +361,8 @@ async function main() {
       egg: require('egg/package.json').version,
       eggClusterRs: `${require('../package.json').version} (${sha}${dirty ? `, ${dirty} files of src/ lib/ modified in the work tree` : ''})`,
       addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
+      addonSha256: frozen ? frozen.sha256 : null,
+      frozenCopy: frozen ? path.relative(path.join(__dirname, '..'), frozen.dir) : 'no (--live)',
     },
     runs: {},
   };
@@ -373,7 +377,7 @@ async function main() {
   const builtAtEnd = fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null;
   if (builtAtEnd !== results.versions.addonBuilt) {
     results.versions.addonRebuiltDuringRun = builtAtEnd;
-    log(`WARNING: the addon was rebuilt during the run (${results.versions.addonBuilt} → ${builtAtEnd}); masters started after that ran the new build`);
+    log(`${frozen ? 'note' : 'WARNING'}: the addon was rebuilt during the run (${results.versions.addonBuilt} → ${builtAtEnd}); ${frozen ? 'this run used the copy taken at its start' : 'masters started after that ran the new build'}`);
   }
   const { text, markdown, targets } = report.build(results);
   results.targets = targets;

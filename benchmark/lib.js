@@ -57,4 +57,33 @@ const median = xs => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-module.exports = { CLK_TCK, now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median };
+/**
+ * Freezes egg-cluster-rs for one run: copies the package's files (index.js, binding.js, lib/,
+ * the built .node) to benchmark/.snapshot/egg-cluster-rs, so that a rebuild or an edit of the
+ * work tree during a long run cannot mix two builds into one table. Dependencies still
+ * resolve from the repository's node_modules (the copy lives under it).
+ * @param {string} root - the repository
+ * @return {{ dir: string, files: number, addon: string, sha256: string }} -
+ */
+function snapshot(root) {
+  const crypto = require('crypto');
+  const path = require('path');
+  const dir = path.join(__dirname, '.snapshot', 'egg-cluster-rs');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const pkg = require(path.join(root, 'package.json'));
+  let files = 0;
+  for (const f of [ 'package.json', ...pkg.files ]) {
+    const names = f.includes('*') ? fs.readdirSync(root).filter(n => n.endsWith(f.replace('*', ''))) : [ f ];
+    for (const n of names) {
+      if (!fs.existsSync(path.join(root, n))) continue;
+      fs.cpSync(path.join(root, n), path.join(dir, n), { recursive: true });
+      files++;
+    }
+  }
+  const addon = fs.readdirSync(dir).find(n => n.endsWith('.node'));
+  const sha256 = addon ? crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, addon))).digest('hex') : null;
+  return { dir, files, addon, sha256 };
+}
+
+module.exports = { snapshot, CLK_TCK, now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median };

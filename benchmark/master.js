@@ -8,7 +8,7 @@ const path = require('path');
 const [ impl, workers, port ] = process.argv.slice(2);
 const { startCluster } = impl === 'egg-cluster'
   ? require('egg-cluster') // node_modules/egg-cluster: egg-cluster 2.x, as egg 3 ships it
-  : require('..'); // this repository
+  : require(process.env.BENCH_RS_DIR || '..'); // this repository (the driver passes a frozen copy of it)
 
 startCluster({
   baseDir: path.join(__dirname, 'app'),

@@ -33,7 +33,8 @@ flight, masters and workers pinned to CPU 0 (\`taskset\`); master CPU is utime+s
 \`/proc/<pid>/stat\` per delivered message (a fan-out to N apps is N deliveries); start →
 egg-ready and RSS after start are medians of ${results.config.starts} starts; the peak RSS is the master's VmHWM
 (reset before) during ${results.config.hwm64PerApp} × 64 KiB from each app to the agent, the highest of ${results.config.starts} bursts, all delivered.
-Raw numbers: \`benchmark/results/latest.json\`.
+egg-cluster-rs runs from a copy of the package taken when the run starts (\`benchmark/.snapshot/\`), so a
+rebuild during the run cannot mix builds. Raw numbers: \`benchmark/results/latest.json\`.
 
 Measured ${results.date.slice(0, 10)} on ${m.cpus} cores (${m.model}), Node ${m.node}.${load}
 
