@@ -388,6 +388,26 @@ describe('test/listen.test.js', function() {
       }
     });
 
+    // FAILS (src/listen.rs): egg-cluster's master (Node) removes the socket file when the app
+    // stops, so the app starts again; ours leaves it and the next start exits 1 with
+    // `bind EADDRINUSE <path>`
+    it('a unix socket path is removed when the app stops, so it can start again', async () => {
+      const sock = path.join(os.tmpdir(), `egg-cluster-rs-restart-${process.pid}.sock`);
+      fs.rmSync(sock, { force: true });
+      try {
+        await startMaster('egg-cluster-rs', { workers: 1 }, { LISTEN_APP_PATH: sock });
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+        const left = fs.existsSync(sock);
+        child = null;
+        const again = await startMaster('egg-cluster-rs', { workers: 1 }, { LISTEN_APP_PATH: sock })
+          .then(() => 'started', err => (/bind EADDRINUSE [^,]*/.exec(err.message) || [ err.message ])[0]);
+        assert.deepStrictEqual({ left, again }, { left: false, again: 'started' });
+      } finally {
+        fs.rmSync(sock, { force: true });
+      }
+    });
+
     /**
      * Checks what the workers' servers got from the master under `policy`.
      * @param {String} policy - rr, none or reuseport
