@@ -181,4 +181,59 @@ describe('test/sticky.test.js', function() {
       assert.strictEqual(child.exitCode, null);
     });
   });
+
+  describe('startCluster({sticky: true}) in production: a SIGKILLed worker is reforked', () => {
+    const port = 17443;
+    let child;
+    let stdout = '';
+    let stderr = '';
+
+    before(async () => {
+      child = fork(getFilepath('start-cluster.js'), [ JSON.stringify({
+        baseDir: getFilepath('apps/listen-app'), workers: 2, port, sticky: true, env: 'prod',
+      }) ], { execArgv: [], stdio: [ 'ignore', 'pipe', 'pipe', 'ipc' ] });
+      child.stdout.on('data', d => { stdout += d; });
+      child.stderr.on('data', d => { stderr += d; });
+      await waitFor(() => /with STICKY MODE!/.test(stdout) || child.exitCode !== null, 45000);
+      assert.strictEqual(child.exitCode, null, stderr);
+    });
+
+    after(async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    });
+
+    it('requests keep succeeding while it dies and comes back; then every IP is sticky again, the new worker included', async () => {
+      const before = stable(await homes(port, 1));
+      const victim = before.get('127.0.0.1');
+      let failures = 0;
+      let ok = 0;
+      let stop = false;
+      // clients of both workers ask all the time
+      const loop = (async () => {
+        for (let i = 0; !stop; i++) {
+          try {
+            await get({ port, localAddress: IPS[i % IPS.length] });
+            ok++;
+          } catch (_) {
+            failures++;
+          }
+        }
+      })();
+      process.kill(victim, 'SIGKILL');
+      await waitFor(() => /app_worker#3:\d+ started at/.test(stdout), 30000);
+      stop = true;
+      await loop;
+      const after = stable(await homes(port));
+      console.log('      killed %d: %d ok, %d failed meanwhile; after the refork: %s', victim, ok, failures, show(after));
+      const pids = [ ...new Set(after.values()) ];
+      assert.strictEqual(pids.length, 2);
+      assert(!pids.includes(victim));
+      const reforked = Number(/app_worker#3:(\d+) started at/.exec(stdout)[1]);
+      assert(pids.includes(reforked), `the reforked worker ${reforked} has no clients`);
+      assert(failures <= 2, `${failures} requests failed`);
+    });
+  });
 });
