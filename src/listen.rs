@@ -124,6 +124,8 @@ struct InFlight {
 
 struct RoundRobin {
   key: String,
+  /// The unix socket path this handle bound (unlinked when it closes).
+  path: Option<String>,
   listener: Arc<AsyncFd<OwnedFd>>,
   workers: Vec<Arc<Worker>>,
   free: VecDeque<u32>,
@@ -136,6 +138,8 @@ enum Handle {
   Shared {
     fd: OwnedFd,
     pids: Vec<u32>,
+    /// The unix socket path this handle bound (unlinked when it closes).
+    path: Option<String>,
   },
   RoundRobin(Arc<Mutex<RoundRobin>>),
   /// SO_REUSEPORT: the port every worker binds (resolved on the first bind).
@@ -233,7 +237,7 @@ impl Listeners {
     };
     if let Some(h) = handles.get_mut(&q.key) {
       return match h {
-        Handle::Shared { fd, pids } => {
+        Handle::Shared { fd, pids, .. } => {
           pids.push(w.pid);
           let dup = fd
             .try_clone()
@@ -269,6 +273,7 @@ impl Listeners {
           Handle::Shared {
             fd,
             pids: vec![w.pid],
+            path: unix_path(&q.addr),
           },
         );
         Ok(Reply::Handle(dup))
@@ -319,6 +324,7 @@ impl Listeners {
           });
           Mutex::new(RoundRobin {
             key: q.key.clone(),
+            path: unix_path(&q.addr),
             listener,
             workers: vec![w.clone()],
             free: VecDeque::from([w.pid]),
@@ -404,8 +410,7 @@ impl Listeners {
             g.pending.push_front(flight.conn);
           }
           if g.workers.is_empty() {
-            g.accept_task.abort();
-            g.pending.clear();
+            close_round_robin(&mut g);
             true
           } else {
             redispatch.push(rr.clone());
@@ -418,7 +423,13 @@ impl Listeners {
       }
     }
     for key in empty {
-      handles.remove(&key);
+      if let Some(Handle::Shared { fd, path, .. }) = handles.remove(&key) {
+        // closed now, so the port (or path) is free for the next listen at once
+        drop(fd);
+        if let Some(path) = path {
+          let _ = std::fs::remove_file(path);
+        }
+      }
     }
     drop(handles);
     for rr in redispatch {
@@ -429,10 +440,14 @@ impl Listeners {
   pub fn close_all(&self) {
     let mut handles = self.lock();
     for (_, h) in handles.drain() {
-      if let Handle::RoundRobin(rr) = h {
-        let mut g = lock_rr(&rr);
-        g.accept_task.abort();
-        g.pending.clear();
+      match h {
+        Handle::RoundRobin(rr) => close_round_robin(&mut lock_rr(&rr)),
+        Handle::Shared {
+          path: Some(path), ..
+        } => {
+          let _ = std::fs::remove_file(path);
+        }
+        _ => {}
       }
     }
   }
@@ -441,6 +456,26 @@ impl Listeners {
 enum Reply {
   Handle(OwnedFd),
   RoundRobin(Option<SockName>),
+}
+
+fn unix_path(addr: &ListenAddr) -> Option<String> {
+  match addr {
+    ListenAddr::Unix(path) => Some(path.clone()),
+    ListenAddr::Tcp { .. } => None,
+  }
+}
+
+/// Stops a round-robin handle now: the accept task may only notice later,
+/// so the listening socket is shut down here (a new listen on the same port
+/// must not meet EADDRINUSE) and a unix socket path is unlinked, as libuv
+/// does when it closes a pipe server.
+fn close_round_robin(g: &mut RoundRobin) {
+  g.accept_task.abort();
+  g.pending.clear();
+  sys::shutdown_listener(g.listener.get_ref().as_raw_fd());
+  if let Some(path) = g.path.take() {
+    let _ = std::fs::remove_file(path);
+  }
 }
 
 fn lock_rr(rr: &Mutex<RoundRobin>) -> std::sync::MutexGuard<'_, RoundRobin> {

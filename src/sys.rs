@@ -205,6 +205,15 @@ pub fn shutdown_write(sock: RawFd) {
   }
 }
 
+/// Stops a listening socket from listening now, even while other owners of
+/// the descriptor keep it open: its port can be bound again at once.
+pub fn shutdown_listener(sock: RawFd) {
+  // SAFETY: shutdown on a socket fd we own; errors (not connected) are irrelevant.
+  unsafe {
+    libc::shutdown(sock, libc::SHUT_RDWR);
+  }
+}
+
 /// Every descendant of `pid` (children, grandchildren, …), read from /proc.
 pub fn descendants(pid: u32) -> Vec<u32> {
   let Ok(dir) = std::fs::read_dir("/proc") else {
