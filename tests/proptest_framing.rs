@@ -428,7 +428,12 @@ fn deep_nesting_never_overflows_the_stack() {
     let line = format!("{{\"action\":\"deep\",\"receiverPid\":{deep},\"to\":{deep}}}");
     if let Ok(Incoming::User(env)) = parse_line(line.as_bytes()) {
       let _ = env.receiver_pid();
-      assert_eq!(env.to(), None);
+      // a truthy non-string `to` names nobody (egg-cluster drops it)
+      let to = env.to();
+      assert!(
+        !matches!(to.as_deref(), Some("master" | "parent" | "app" | "agent")),
+        "{to:?}"
+      );
     }
     // at the top level: not an object
     assert!(parse_line(deep.as_bytes()).is_err());
@@ -627,7 +632,7 @@ fn core_route(from: Sender, line: &str, agent: Option<u32>) -> Destination {
 /// Known divergences from egg-cluster's routing (reported; src/ owners remove the `ignore`
 /// with the fix): `cargo test --release --test proptest_framing -- --ignored`.
 #[test]
-#[ignore = "bug: `to` that is not a non-empty string, and a receiverPid nested deeper than 128, route unlike egg-cluster"]
+#[ignore = "bug: a receiverPid nested deeper than 128 levels is read as absent (egg-cluster: names nobody)"]
 fn to_and_receiver_pid_of_any_json_type_route_as_egg_cluster_does() {
   let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
   let cases: Vec<(Sender, String)> = vec![
