@@ -106,6 +106,13 @@ export declare class WorkerPool extends EventEmitter {
   kill(pid: number, signal?: NodeJS.Signals): boolean;
   /** SIGTERM to the worker and its descendants, SIGKILL after `timeout` ms. */
   terminate(pid: number, timeout: number): Promise<void>;
+  /**
+   * Sticky sessions in Rust: listen on `port` and hand each connection, unread, to the live app
+   * worker chosen from the client's IP (egg-cluster's rule over `workers` slots) as
+   * `'sticky-session:connection'` with a `net.Socket`. Returns the bound port.
+   */
+  listenSticky(port: number, host?: string | null, workers?: number): number;
+  closeSticky(): void;
   workers(): WorkerSnapshot[];
   get(pid: number): PoolWorker | undefined;
   close(): void;

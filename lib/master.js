@@ -682,7 +682,7 @@ class Master extends EventEmitter {
   // live app worker chosen by the client's IP, which serves it on its stickyWorkerPort server
   startStickyServer(callback) {
     try {
-      this.pool.listenSticky(this.realPort);
+      this.pool.listenSticky(this.realPort, null, this.options.workers);
     } catch (err) {
       callback(err);
       return;

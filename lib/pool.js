@@ -190,12 +190,14 @@ class WorkerPool extends EventEmitter {
   /**
    * Sticky sessions, in Rust: listen on `port` (all interfaces, or `host`) and
    * hand each connection, unread, to the live app worker chosen from the
-   * client's IP (egg-cluster's rule) as `'sticky-session:connection'` with a
-   * `net.Socket`. Returns the bound port; throws an Error with Node's `code`.
+   * client's IP (egg-cluster's rule over `workers` slots) as
+   * `'sticky-session:connection'` with a `net.Socket`; a worker keeps its
+   * clients while it lives. Returns the bound port; throws an Error with
+   * Node's `code`.
    */
-  listenSticky(port, host) {
+  listenSticky(port, host, workers) {
     try {
-      return this._native.listenSticky(port, host || null);
+      return this._native.listenSticky(port, host || null, workers || null);
     } catch (err) {
       const match = /listen (E[A-Z]+)/.exec(err.message);
       const error = new Error(match ? `listen ${match[1]}: address already in use :::${port}` : err.message);

@@ -433,16 +433,25 @@ impl NativeCluster {
   /// Sticky sessions: listens on `port` (`host` or all interfaces) and hands
   /// each connection to the live app worker chosen from the client's IP, as
   /// `'sticky-session:connection'` with a `net.Socket` handle. Returns the
-  /// bound port. Errors carry Node's `code` (e.g. `EADDRINUSE`).
+  /// bound port. `workers` is the configured number of app workers (egg's
+  /// modulus; default: the live ones). Errors carry Node's `code` (e.g. `EADDRINUSE`).
   #[napi]
-  pub fn listen_sticky(&self, port: u32, host: Option<String>) -> Result<u32, String> {
+  pub fn listen_sticky(
+    &self,
+    port: u32,
+    host: Option<String>,
+    workers: Option<u32>,
+  ) -> Result<u32, String> {
     let port = u16::try_from(port).map_err(|_| invalid(format!("port out of range: {port}")))?;
     let addr = sys::ListenAddr::Tcp {
       address: host.filter(|h| !h.is_empty()),
       port,
       ipv6_only: false,
     };
-    match self.core()?.listen_sticky(addr) {
+    match self
+      .core()?
+      .listen_sticky(addr, workers.unwrap_or(0) as usize)
+    {
       Ok(local) => Ok(local.map_or(u32::from(port), |(_, _, p)| u32::from(p))),
       Err(errno) => {
         let name = sys::errno_name(errno).unwrap_or("EUNKNOWN");

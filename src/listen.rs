@@ -612,6 +612,46 @@ fn node_remote_address(addr: &std::net::SocketAddr) -> String {
   }
 }
 
+/// Which worker serves which client. A client's slot is egg-cluster's
+/// choice (the digits of its address modulo the number of workers); a worker
+/// keeps its slot as long as it lives, so only the clients of a worker that
+/// died are re-homed (among the live workers), and a worker forked in its
+/// place takes the empty slot, and those clients, back.
+pub struct StickySlots {
+  slots: Vec<Option<u32>>,
+}
+
+impl StickySlots {
+  pub fn new(workers: usize) -> Self {
+    StickySlots {
+      slots: vec![None; workers],
+    }
+  }
+
+  /// The pid (one of `live`, ordered by worker id) that serves `ip`.
+  pub fn pick(&mut self, ip: &str, live: &[u32]) -> u32 {
+    if self.slots.is_empty() {
+      self.slots = vec![None; live.len().max(1)];
+    }
+    for slot in &mut self.slots {
+      if slot.is_some_and(|p| !live.contains(&p)) {
+        *slot = None;
+      }
+    }
+    for &pid in live {
+      if !self.slots.contains(&Some(pid)) {
+        if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
+          *free = Some(pid);
+        }
+      }
+    }
+    match self.slots[sticky_index(ip, self.slots.len())] {
+      Some(pid) => pid,
+      None => live[sticky_index(ip, live.len())],
+    }
+  }
+}
+
 const STICKY_LINE: &[u8] =
   b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":\"sticky-session:connection\"}\n";
 
@@ -619,6 +659,7 @@ const STICKY_LINE: &[u8] =
 pub(crate) fn sticky_listen(
   shared: &Arc<Shared>,
   addr: &ListenAddr,
+  workers: usize,
 ) -> Result<(Sticky, Option<SockName>), i32> {
   let fd = sys::bind_socket(addr, Some(DEFAULT_BACKLOG), false)?;
   sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
@@ -628,6 +669,7 @@ pub(crate) fn sticky_listen(
   let listener =
     registered.map_err(|e| std::io::Error::from(e).raw_os_error().unwrap_or(libc::EIO))?;
   let shared = shared.clone();
+  let mut slots = StickySlots::new(workers);
   let task = tokio::spawn(async move {
     loop {
       let Ok(mut guard) = listener.readable().await else {
@@ -651,7 +693,11 @@ pub(crate) fn sticky_listen(
               tracing::warn!("sticky: no live app worker for a connection from {ip}; closed it");
               continue;
             }
-            let w = &workers[sticky_index(&ip, workers.len())];
+            let pids: Vec<u32> = workers.iter().map(|w| w.pid).collect();
+            let pid = slots.pick(&ip, &pids);
+            let Some(w) = workers.iter().find(|w| w.pid == pid) else {
+              continue;
+            };
             w.send_protocol(STICKY_LINE.to_vec(), Some(conn));
           }
           Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -684,6 +730,31 @@ mod tests {
     assert_eq!(sticky_index("10.0.0.7", 3), (10007 % 3) as usize);
     assert_eq!(sticky_index("::", 2), 0);
     assert_eq!(sticky_index("1.2.3.4", 0), 0);
+  }
+
+  #[test]
+  fn sticky_clients_of_surviving_workers_stay_and_a_dead_workers_clients_come_back_to_its_successor(
+  ) {
+    let mut slots = StickySlots::new(3);
+    let ips: Vec<String> = (1..=12).map(|i| format!("127.0.0.{i}")).collect();
+    let before: Vec<u32> = ips.iter().map(|ip| slots.pick(ip, &[10, 11, 12])).collect();
+    // egg's rule while every worker lives: digits % 3 over the workers in id order
+    for (ip, pid) in ips.iter().zip(&before) {
+      assert_eq!(*pid, [10, 11, 12][sticky_index(ip, 3)], "{ip}");
+    }
+    // worker 11 dies: its clients move, everybody else's stay
+    let during: Vec<u32> = ips.iter().map(|ip| slots.pick(ip, &[10, 12])).collect();
+    for (b, d) in before.iter().zip(&during) {
+      assert_ne!(*d, 11);
+      if *b != 11 {
+        assert_eq!(b, d);
+      }
+    }
+    // its replacement 13 takes the empty slot and those clients back
+    let after: Vec<u32> = ips.iter().map(|ip| slots.pick(ip, &[10, 12, 13])).collect();
+    for (b, a) in before.iter().zip(&after) {
+      assert_eq!(*a, if *b == 11 { 13 } else { *b });
+    }
   }
 
   #[test]

@@ -586,9 +586,13 @@ impl Core {
 
   /// Starts sticky-session listening on `addr` (replacing a previous one).
   /// Returns the bound address, or the OS errno.
-  pub fn listen_sticky(&self, addr: sys::ListenAddr) -> std::result::Result<Option<SockName>, i32> {
+  pub fn listen_sticky(
+    &self,
+    addr: sys::ListenAddr,
+    workers: usize,
+  ) -> std::result::Result<Option<SockName>, i32> {
     let _enter = self.rt.enter();
-    let (sticky, local) = crate::listen::sticky_listen(&self.shared, &addr)?;
+    let (sticky, local) = crate::listen::sticky_listen(&self.shared, &addr, workers)?;
     if let Ok(mut slot) = self.shared.sticky.lock() {
       if let Some(old) = slot.replace(sticky) {
         old.close();
