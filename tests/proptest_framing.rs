@@ -629,10 +629,8 @@ fn core_route(from: Sender, line: &str, agent: Option<u32>) -> Destination {
   route(from, to.as_deref(), env.receiver_pid(), MASTER_PID, agent).destination
 }
 
-/// Known divergences from egg-cluster's routing (reported; src/ owners remove the `ignore`
-/// with the fix): `cargo test --release --test proptest_framing -- --ignored`.
+/// Routing of odd `to` / `receiverPid` values matches egg-cluster (these were divergences once).
 #[test]
-#[ignore = "bug: a receiverPid nested deeper than 128 levels is read as absent (egg-cluster: names nobody)"]
 fn to_and_receiver_pid_of_any_json_type_route_as_egg_cluster_does() {
   let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
   let cases: Vec<(Sender, String)> = vec![

@@ -160,6 +160,10 @@ impl<'a> Envelope<'a> {
     };
     let raw = o.get("receiverPid").or_else(|| o.get("receiverWorkerId"))?;
     let text = raw.get();
+    if text.starts_with('{') || text.starts_with('[') {
+      // truthy in JS, and never a pid (not decoded: it may be nested deep)
+      return Some(ReceiverPid::Unknown);
+    }
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let pid = match &value {
       serde_json::Value::String(s) if s.is_empty() => return None,
@@ -399,6 +403,8 @@ mod tests {
     assert_eq!(user(r#"{"receiverPid":""}"#).receiver_pid(), None);
     assert_eq!(user(r#"{"receiverPid":0}"#).receiver_pid(), None);
     assert_eq!(user(r#"{"receiverPid":null}"#).receiver_pid(), None);
+    let deep = format!("{{\"receiverPid\":{}{}}}", "[".repeat(500), "]".repeat(500));
+    assert_eq!(user(&deep).receiver_pid(), Some(ReceiverPid::Unknown));
   }
 
   #[test]

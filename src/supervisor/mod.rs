@@ -474,11 +474,16 @@ impl Core {
             Some(MasterWork::Emit(message_event(from, None, &env, route)))
           }
           destination => {
-            let targets = self.shared.targets(destination);
-            (!targets.is_empty()).then(|| MasterWork::Deliver {
-              targets,
-              lines: Bytes::from(env.encode(from.as_str(), route.to.unwrap_or(""))),
-            })
+            let lines = Bytes::from(env.encode(from.as_str(), route.to.unwrap_or("")));
+            // The master never waits on a full queue: a target without room
+            // now misses this message (counted), so nothing piles up here.
+            let targets: Vec<Arc<Worker>> = self
+              .shared
+              .targets(destination)
+              .into_iter()
+              .filter(|t| t.outbox.admit_now(lines.len()))
+              .collect();
+            (!targets.is_empty()).then_some(MasterWork::Deliver { targets, lines })
           }
         }
       }
