@@ -7,7 +7,9 @@
 
 const net = require('net');
 const port = Number(process.argv[2]);
-let n = 0, errors = 0; const codes = {};
+let n = 0;
+let errors = 0;
+const codes = {};
 function cycle() {
   if (n >= Number(process.env.CYCLES || 100)) { process.send({ action: 'cycles', to: 'master', data: { pid: process.pid, n, errors, codes } }); return; }
   n++;

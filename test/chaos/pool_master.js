@@ -30,7 +30,7 @@ const pool = new WorkerPool(config.pool || {});
 const messenger = new Messenger(master, pool);
 const counts = new Map(); // action → Map(pid → n)
 const pending = new Map();
-let dead = []; // pids of workers that exited
+const dead = []; // pids of workers that exited
 
 function toParent(action, data) {
   if (process.connected) process.send({ action, data });
