@@ -253,6 +253,85 @@ impl<'a> Envelope<'a> {
   }
 }
 
+impl<'a> Envelope<'a> {
+  /// `encode_into` for an envelope parsed from `source` (the line it came
+  /// from): the original bytes are copied and only the values of `from` and
+  /// `to` are replaced (or appended, `from` then `to`, as JS property order
+  /// has it), instead of re-encoding every member. The output is the same.
+  pub fn encode_spliced(&self, source: &str, out: &mut Vec<u8>, from: &str, to: &str) {
+    if let Envelope::Object(o) = self {
+      if splice(o, source, out, from, to) {
+        return;
+      }
+    }
+    self.encode_into(out, from, to);
+  }
+}
+
+/// The byte range of `raw` inside `source`, if it lies there.
+fn span_in(source: &str, raw: &RawValue) -> Option<(usize, usize)> {
+  let base = source.as_ptr() as usize;
+  let start = (raw.get().as_ptr() as usize).checked_sub(base)?;
+  let end = start + raw.get().len();
+  (end <= source.len()).then_some((start, end))
+}
+
+fn splice(o: &RawObject<'_>, source: &str, out: &mut Vec<u8>, from: &str, to: &str) -> bool {
+  let members = &o.0;
+  // duplicated keys: JS keeps the first position and the last value; re-encode those
+  for (i, (k, _)) in members.iter().enumerate() {
+    if members[..i].iter().any(|(other, _)| other == k) {
+      return false;
+    }
+  }
+  let mut edits: Vec<(usize, usize, &str)> = Vec::with_capacity(2);
+  let mut seen_from = false;
+  let mut seen_to = false;
+  for (k, v) in members {
+    let value = match k.as_ref() {
+      "from" => {
+        seen_from = true;
+        from
+      }
+      "to" => {
+        seen_to = true;
+        to
+      }
+      _ => continue,
+    };
+    let Some((start, end)) = span_in(source, v) else {
+      return false;
+    };
+    edits.push((start, end, value));
+  }
+  let Some(close) = source.rfind('}') else {
+    return false;
+  };
+  edits.sort_by_key(|e| e.0);
+  out.reserve(source.len() + from.len() + to.len() + 24);
+  let mut at = 0;
+  for (start, end, value) in edits {
+    out.extend_from_slice(&source.as_bytes()[at..start]);
+    push_json_str(out, value);
+    at = end;
+  }
+  out.extend_from_slice(&source.as_bytes()[at..close]);
+  let mut empty = members.is_empty();
+  for (seen, key, value) in [(seen_from, "from", from), (seen_to, "to", to)] {
+    if !seen {
+      if !empty {
+        out.push(b',');
+      }
+      empty = false;
+      push_json_str(out, key);
+      out.push(b':');
+      push_json_str(out, value);
+    }
+  }
+  out.extend_from_slice(b"}\n");
+  true
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
   if s
@@ -270,6 +349,11 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// Classifies one line (without its `\n`).
 pub fn parse_line(line: &[u8]) -> Result<Incoming<'_>, MessageError> {
   let text = std::str::from_utf8(line).map_err(|_| MessageError::NotUtf8)?;
+  parse_text(text)
+}
+
+/// `parse_line` for a line already known to be UTF-8.
+pub fn parse_text(text: &str) -> Result<Incoming<'_>, MessageError> {
   let trimmed = text.trim_start_matches([' ', '\t', '\r']);
   match trimmed.as_bytes().first() {
     Some(b'{') => {
@@ -323,6 +407,39 @@ mod tests {
       out,
       "{\"action\":\"hi\",\"data\":{\"n\":1.50,\"s\":\"a\\nb\\u00e9\",\"buf\":null},\"to\":\"agent\",\"from\":\"app\"}\n"
     );
+  }
+
+  #[test]
+  fn splicing_gives_the_same_bytes_as_reencoding() {
+    for line in [
+      r#"{"action":"hi","data":{"n":1.50,"s":"a\nb"},"to":"agent"}"#,
+      r#"{"from":"master","action":"x"}"#,
+      r#"{"action":"y","data":[1,2,{"to":"nested"}],"receiverPid":"12","to":"app","from":"parent"}"#,
+      r#"{}"#,
+      r#"{"k\u00e9":"v","to":null}"#,
+      r#"{"a":1,"a":2,"to":"app"}"#,
+    ] {
+      let env = user(line);
+      let mut spliced = Vec::new();
+      env.encode_spliced(line, &mut spliced, "app", "agent");
+      let reencoded = env.encode("app", "agent");
+      // the same members, values and key order (escapes in keys may differ)
+      let members = |bytes: &[u8]| -> Vec<(String, serde_json::Value)> {
+        let text = std::str::from_utf8(bytes).expect("utf8");
+        let obj: RawObject<'_> = serde_json::from_str(text.trim_end()).expect("json");
+        let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+        for (k, v) in obj.0 {
+          let v: serde_json::Value = serde_json::from_str(v.get()).expect("value");
+          match seen.iter_mut().find(|(key, _)| key == k.as_ref()) {
+            Some(slot) => slot.1 = v,
+            None => seen.push((k.into_owned(), v)),
+          }
+        }
+        seen
+      };
+      assert_eq!(members(&spliced), members(&reencoded), "{line}");
+      assert!(spliced.ends_with(b"}\n"));
+    }
   }
 
   #[test]

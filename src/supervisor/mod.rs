@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{CoreError, Result};
 use crate::ipc::codec::{Frame, LineDecoder};
-use crate::ipc::message::{parse_line, Envelope, Incoming, RawObject};
+use crate::ipc::message::{parse_line, parse_text, Envelope, Incoming, MessageError, RawObject};
 use crate::listen::{Listeners, Policy};
 use crate::router::{self, Destination, Sender};
 use crate::sys::{self, SockName};
@@ -474,7 +474,10 @@ impl Core {
             Some(MasterWork::Emit(message_event(from, None, &env, route)))
           }
           destination => {
-            let lines = Bytes::from(env.encode(from.as_str(), route.to.unwrap_or("")));
+            let mut lines = Vec::new();
+            let source = std::str::from_utf8(&line).unwrap_or("");
+            env.encode_spliced(source, &mut lines, from.as_str(), route.to.unwrap_or(""));
+            let lines = Bytes::from(lines);
             // The master never waits on a full queue: a target without room
             // now misses this message (counted), so nothing piles up here.
             let targets: Vec<Arc<Worker>> = self
@@ -778,6 +781,13 @@ impl Shared {
           break;
         };
         match guard.try_io(|s| sys::recv_with_fds(s.get_ref().as_raw_fd(), &mut buf, &mut fds)) {
+          Ok(Ok(n)) if n > 0 && n < buf.len() => {
+            // A short read drained the socket: wait for the next epoll edge
+            // instead of paying a read that would block. (tokio only clears
+            // the readiness this guard saw, never a newer event.)
+            guard.clear_ready();
+            n
+          }
           Ok(Ok(n)) => n,
           Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
           Ok(Err(_)) => 0,
@@ -830,7 +840,12 @@ impl Shared {
   }
 
   async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8], batch: &mut Batch) {
-    match parse_line(line) {
+    // validated once: the text is also the source the envelope is spliced from
+    let (text, parsed) = match std::str::from_utf8(line) {
+      Ok(text) => (text, parse_text(text)),
+      Err(_) => ("", Err(MessageError::NotUtf8)),
+    };
+    match parsed {
       Err(e) => {
         self
           .error(
@@ -846,7 +861,7 @@ impl Shared {
           self.emit(Event::Online(w.tag())).await;
         }
         self
-          .route_envelope(w.kind.sender(), Some(w), &env, batch)
+          .route_envelope(w.kind.sender(), Some(w), &env, text, batch)
           .await;
       }
       Ok(Incoming::Internal { cmd, object }) => {
@@ -877,7 +892,7 @@ impl Shared {
             Ok(Incoming::User(env)) => {
               let mut batch = Batch::default();
               self
-                .route_envelope(w.kind.sender(), Some(w), &env, &mut batch)
+                .route_envelope(w.kind.sender(), Some(w), &env, inner.get(), &mut batch)
                 .await;
               self.flush(&mut batch).await;
             }
@@ -941,6 +956,7 @@ impl Shared {
     from: Sender,
     w: Option<&Arc<Worker>>,
     env: &Envelope<'_>,
+    source: &str,
     batch: &mut Batch,
   ) {
     let route = self.route_of(from, env);
@@ -961,7 +977,12 @@ impl Shared {
           self.flush(batch).await;
           batch.destination = Some(destination);
         }
-        env.encode_into(&mut batch.buf, from.as_str(), route.to.unwrap_or(""));
+        env.encode_spliced(
+          source,
+          &mut batch.buf,
+          from.as_str(),
+          route.to.unwrap_or(""),
+        );
         batch.messages += 1;
         if batch.buf.len() >= BATCH_BYTES {
           self.flush(batch).await;
