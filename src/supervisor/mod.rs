@@ -258,6 +258,8 @@ pub(crate) struct Shared {
   pub listeners: Listeners,
   sticky: std::sync::Mutex<Option<crate::listen::Sticky>>,
   watchdog: Option<crate::watchdog::Watchdog>,
+  /// Bytes of the master's own sends not yet handed to workers' queues.
+  master_backlog: std::sync::atomic::AtomicUsize,
   closed: AtomicBool,
 }
 
@@ -313,6 +315,7 @@ impl Core {
       events: events_tx,
       sticky: std::sync::Mutex::new(None),
       watchdog,
+      master_backlog: std::sync::atomic::AtomicUsize::new(0),
       closed: AtomicBool::new(false),
     });
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
@@ -324,6 +327,7 @@ impl Core {
             for t in &targets {
               s.deliver(t, lines.clone(), 1).await;
             }
+            s.master_backlog.fetch_sub(lines.len(), Ordering::AcqRel);
           }
           MasterWork::Emit(event) => s.emit(event).await,
         }
@@ -478,14 +482,7 @@ impl Core {
             let source = std::str::from_utf8(&line).unwrap_or("");
             env.encode_spliced(source, &mut lines, from.as_str(), route.to.unwrap_or(""));
             let lines = Bytes::from(lines);
-            // The master never waits on a full queue: a target without room
-            // now misses this message (counted), so nothing piles up here.
-            let targets: Vec<Arc<Worker>> = self
-              .shared
-              .targets(destination)
-              .into_iter()
-              .filter(|t| t.outbox.admit_now(lines.len()))
-              .collect();
+            let targets = self.shared.targets(destination);
             (!targets.is_empty()).then_some(MasterWork::Deliver { targets, lines })
           }
         }
@@ -506,9 +503,34 @@ impl Core {
       }
     };
     match work {
-      Some(work) => self.master_tx.send(work).map_err(|_| CoreError::Closed),
+      Some(work) => self.queue_master_work(work),
       None => Ok(()),
     }
+  }
+
+  /// Queues work for the master task. Sends wait there for room in their
+  /// targets' queues; what waits here is bounded too: past
+  /// `MASTER_BACKLOG_BYTES` a send is dropped with an `ERR_QUEUE_FULL` error.
+  fn queue_master_work(&self, work: MasterWork) -> Result<()> {
+    if let MasterWork::Deliver { lines, .. } = &work {
+      let size = lines.len();
+      let backlog = self.shared.master_backlog.fetch_add(size, Ordering::AcqRel) + size;
+      if backlog > MASTER_BACKLOG_BYTES {
+        self.shared.master_backlog.fetch_sub(size, Ordering::AcqRel);
+        let message = format!(
+          "the master's own sends are {backlog} bytes behind its workers' queues; dropped one of {size} bytes"
+        );
+        tracing::warn!("{message}");
+        let _ = self.master_tx.send(MasterWork::Emit(Event::Error {
+          id: None,
+          pid: None,
+          code: "ERR_QUEUE_FULL",
+          message,
+        }));
+        return Ok(());
+      }
+    }
+    self.master_tx.send(work).map_err(|_| CoreError::Closed)
   }
 
   fn worker_by_pid(&self, pid: u32) -> Result<Arc<Worker>> {
@@ -531,13 +553,10 @@ impl Core {
       return Ok(Pushed::Dropped);
     }
     line.push(b'\n');
-    self
-      .master_tx
-      .send(MasterWork::Deliver {
-        targets: vec![w],
-        lines: Bytes::from(line),
-      })
-      .map_err(|_| CoreError::Closed)?;
+    self.queue_master_work(MasterWork::Deliver {
+      targets: vec![w],
+      lines: Bytes::from(line),
+    })?;
     Ok(Pushed::Queued)
   }
 
@@ -708,6 +727,8 @@ fn message_event(
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of the master's own sends that may wait for room in workers' queues.
+const MASTER_BACKLOG_BYTES: usize = 64 << 20;
 /// A batch is handed to its targets once it holds this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
 
