@@ -4,7 +4,8 @@
 //!   stays bounded, and how a stream is chunked never changes what comes out
 //!   (compared with a one-line model: split on `\n`, a line longer than the cap
 //!   is one `TooBig`, a partial line only shows once it is over the cap).
-//! * `parse_line` + `Envelope::encode`: any line never panics; for an object,
+//! * `parse_line` + `Envelope::encode` (and `encode_spliced`, the relay path, which must give
+//!   the same): any line never panics; for an object,
 //!   the encoded line is valid JSON holding the same members (JS semantics for
 //!   duplicate keys: first position, last value) plus `from` and `to`, every
 //!   other member's bytes copied untouched, new keys appended `from` then `to`.
@@ -369,6 +370,35 @@ proptest! {
     }
   }
 
+  /// The relay path (`encode_spliced`: the original bytes, only from/to replaced) gives what
+  /// `encode` gives: the same members with the same values, in the same order, one line.
+  #[test]
+  fn spliced_encoding_matches_encode(
+    line in object_line(),
+    trailing in prop_oneof![Just(""), Just(" "), Just("\t \r")],
+    from in 0usize..4,
+    to in prop_oneof![Just("app".to_string()), Just("agent".to_string()), json_string()],
+  ) {
+    let source = format!("{}{trailing}", line.text);
+    let env = match parse_line(source.as_bytes()) {
+      Ok(Incoming::User(env)) => env,
+      Ok(Incoming::Internal { .. }) => return Ok(()),
+      other => return Err(TestCaseError::fail(format!("{other:?} for {source}"))),
+    };
+    let from = SENDERS[from];
+    let encoded = env.encode(from, &to);
+    let mut spliced = Vec::new();
+    env.encode_spliced(&source, &mut spliced, from, &to);
+    prop_assert_eq!(spliced.last(), Some(&b'\n'));
+    prop_assert_eq!(spliced.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+    let a: Value = serde_json::from_slice(&encoded[..encoded.len() - 1]).unwrap();
+    let b: Value = serde_json::from_slice(&spliced[..spliced.len() - 1])
+      .map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {}", String::from_utf8_lossy(&spliced))))?;
+    prop_assert_eq!(&a, &b);
+    let keys = |bytes: &[u8]| raw_members(&bytes[..bytes.len() - 1]).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    prop_assert_eq!(keys(&encoded), keys(&spliced));
+  }
+
   /// A bare string s is {action: s, data: s, from, to}.
   #[test]
   fn a_string_line_becomes_action_and_data(s in json_string(), from in 0usize..4) {
@@ -394,6 +424,11 @@ proptest! {
       let _ = env.receiver_pid();
       let encoded = env.encode("app", "agent");
       prop_assert!(serde_json::from_slice::<Value>(&encoded[..encoded.len() - 1]).is_ok());
+      // the relay path on the same line
+      let source = std::str::from_utf8(&line).expect("parse_line accepted it");
+      let mut spliced = Vec::new();
+      env.encode_spliced(source, &mut spliced, "app", "agent");
+      prop_assert!(serde_json::from_slice::<Value>(&spliced[..spliced.len() - 1]).is_ok());
     }
   }
 
