@@ -390,7 +390,7 @@ test.serial('after close() spawn, route and workers() throw that the core is clo
   t.throws(() => cluster.workers(), { message: /closed/ });
 });
 
-test.serial("an error from the core carries its stable code in err.code (ERR_CLOSED), as STYLE.md asks", t => {
+test.serial('an error from the core carries its stable code in err.code (ERR_CLOSED), as STYLE.md asks', t => {
   const { cluster, spawn } = start(t);
   cluster.close();
   const err = t.throws(() => spawn('app'));

@@ -53,7 +53,7 @@ test.serial('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_AR
 });
 
 for (const bad of [ 0, -1, Number.NaN, Infinity, '1048576' ]) {
-  test.serial(`maxLineBytes ${typeof bad === "string" ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
+  test.serial(`maxLineBytes ${typeof bad === 'string' ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
     t.throws(() => new WorkerPool({ maxLineBytes: bad }),
       { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /maxLineBytes/ });
   });
@@ -112,7 +112,7 @@ test.serial('args and env reach the child', async t => {
   t.is(info.testEnv, 'yes');
 });
 
-test.serial("pool.get(pid) is the worker the events carry, with its kind and state", async t => {
+test.serial('pool.get(pid) is the worker the events carry, with its kind and state', async t => {
   const p = pool(t);
   const { pid, id } = p.forkApp({ exec: WORKER });
   const [ worker ] = await once(p, 'online', w => w.pid === pid);
