@@ -191,6 +191,14 @@ export interface ClusterOptions {
   startMode?: 'process' | 'worker_threads';
   /** How listen sockets are shared with app workers (egg-cluster-rs; default 'rr'). */
   schedulingPolicy?: SchedulingPolicy;
+  /** The core's bounds (egg-cluster-rs): see WorkerPoolOptions. */
+  maxLineBytes?: number;
+  queueBytes?: number;
+  stallTimeout?: number;
+  orphanGrace?: number;
+  /** Refork backoff of a crash-looping slot or agent, ms (egg-cluster-rs; 1000 and 30000). */
+  reforkBackoffInitial?: number;
+  reforkBackoffMax?: number;
   [key: string]: unknown;
 }
 

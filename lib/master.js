@@ -892,6 +892,11 @@ function poolOptions(options) {
     // (the agent logs `receive disconnect event on child_process fork mode` and exits 110, app
     // workers log `receive disconnect event in cluster fork mode` and exit)
     deathSignal: '',
+    // the core's bounds, tunable from startCluster options (defaults in lib/pool.js)
+    maxLineBytes: options.maxLineBytes,
+    queueBytes: options.queueBytes,
+    stallTimeout: options.stallTimeout,
+    orphanGrace: options.orphanGrace,
   };
 }
 
