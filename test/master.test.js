@@ -308,6 +308,30 @@ describe('test/master.test.js', () => {
       assert.match(app.stdout, /agent sendTo agent done: from agent/);
     });
 
+    it('routes sendTo between app workers, sendRandom, broadcast, and parent → one app by pid', async () => {
+      app = cluster('apps/messenger-pairs', { workers: 2 });
+      await app.end();
+      await sleep(2000);
+      const pids = [ ...new Set([ ...app.stdout.matchAll(/app (\d+) got agent broadcast/g) ].map(m => Number(m[1]))) ];
+      assert.strictEqual(pids.length, 2, app.stdout);
+      const [ a, b ] = pids;
+      // sendTo reaches the other app worker, and only it
+      assert.match(app.stdout, new RegExp(`app ${a} got sendTo from app ${b}`));
+      assert.match(app.stdout, new RegExp(`app ${b} got sendTo from app ${a}`));
+      assert.strictEqual(app.stdout.match(/got sendTo from app/g).length, 2);
+      // sendRandom: exactly one app worker
+      assert.strictEqual(app.stdout.match(/got sendRandom/g).length, 1);
+      // broadcast: every app worker and the agent
+      assert.strictEqual(app.stdout.match(/app \d+ got app broadcast from/g).length, 4);
+      assert.strictEqual(app.stdout.match(/agent got app broadcast from/g).length, 2);
+      assert.match(app.stdout, /agent got its own broadcast/);
+      // the parent reaches one app worker by pid
+      app.proc.send({ action: 'parent2one', data: 'hello', receiverPid: String(b) });
+      await sleep(1000);
+      assert.match(app.stdout, new RegExp(`app ${b} got parent message hello`));
+      assert.doesNotMatch(app.stdout, new RegExp(`app ${a} got parent message`));
+    });
+
     it('sends to every app worker', async () => {
       app = cluster('apps/send-to-multiapp', { workers: 3 });
       await app.end();
