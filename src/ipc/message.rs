@@ -236,18 +236,7 @@ impl<'a> Envelope<'a> {
             }
           }
         }
-        for (seen, key, value) in [(seen_from, "from", from), (seen_to, "to", to)] {
-          if !seen {
-            if !first {
-              out.push(b',');
-            }
-            first = false;
-            push_json_str(out, key);
-            out.push(b':');
-            push_json_str(out, value);
-          }
-        }
-        out.extend_from_slice(b"}\n");
+        close_with_from_to(out, !first, [(seen_from, from), (seen_to, to)]);
       }
     }
   }
@@ -316,20 +305,27 @@ fn splice(o: &RawObject<'_>, source: &str, out: &mut Vec<u8>, from: &str, to: &s
     at = end;
   }
   out.extend_from_slice(&source.as_bytes()[at..close]);
-  let mut empty = members.is_empty();
-  for (seen, key, value) in [(seen_from, "from", from), (seen_to, "to", to)] {
-    if !seen {
-      if !empty {
+  close_with_from_to(out, !members.is_empty(), [(seen_from, from), (seen_to, to)]);
+  true
+}
+
+/// Appends the `from` and `to` members an object did not have (in that
+/// order, as JS assignment appends them), then `}` and the newline.
+/// `[(had_from, from), (had_to, to)]`; `has_members` says whether a comma is due.
+fn close_with_from_to(out: &mut Vec<u8>, has_members: bool, members: [(bool, &str); 2]) {
+  let mut comma = has_members;
+  for ((present, value), key) in members.into_iter().zip(["from", "to"]) {
+    if !present {
+      if comma {
         out.push(b',');
       }
-      empty = false;
+      comma = true;
       push_json_str(out, key);
       out.push(b':');
       push_json_str(out, value);
     }
   }
   out.extend_from_slice(b"}\n");
-  true
 }
 
 /// Appends `s` as a JSON string literal.
