@@ -157,8 +157,11 @@ describe('test/listen.test.js', function() {
         result.ok, result.failures.length, [ ...new Set(result.failures.map(f => f.code)) ], victim, killedAt - stoppedAt, taken,
         servedBy.get(victim) || 0, unanswered, s.text, [ ...afterKill ]);
       assert(killedAt, 'the worker was killed under load');
-      assert(result.failures.length <= unanswered,
-        `${result.failures.length} requests failed but only ${unanswered} were in flight on the killed worker`);
+      // The victim acks a connection to the master (Node's `accepted`) just before it reports it
+      // here, and the master hands it one connection at a time: a SIGSTOP can fall between the
+      // two for that one connection only, so it may have had one more than it reported.
+      assert(result.failures.length <= unanswered + 1,
+        `${result.failures.length} requests failed but only ${unanswered} (+1 unreported) were in flight on the killed worker`);
       // a connection lost in the master would hang until the client's timeout
       for (const f of result.failures) assert.notStrictEqual(f.code, 'ETIMEDOUT');
       // the survivors kept serving
