@@ -397,6 +397,10 @@ pub fn bind_socket(
       bound.ok_or(last)?
     }
   };
+  // Non-blocking, as libuv's own sockets are: workers that receive it never
+  // set the flag themselves, and a blocking listen socket shared by several
+  // workers leaves the ones that lose an accept race blocked in accept().
+  socket.set_nonblocking(true).map_err(errno)?;
   if let Some(backlog) = listen {
     socket.listen(backlog).map_err(errno)?;
   }
@@ -416,7 +420,9 @@ pub fn local_addr(fd: RawFd) -> Option<SockName> {
   Some((sa.ip().to_string(), family, sa.port()))
 }
 
-/// Accepts one connection (close-on-exec); WouldBlock when none is waiting.
+/// Accepts one connection, non-blocking and close-on-exec (a worker's libuv
+/// takes a received socket as it is: a blocking one would stall its loop);
+/// WouldBlock when none is waiting.
 pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
   // SAFETY: accept4 with null address pointers is allowed.
   let fd = unsafe {
@@ -424,7 +430,7 @@ pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
       listener,
       std::ptr::null_mut(),
       std::ptr::null_mut(),
-      libc::SOCK_CLOEXEC,
+      libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
     )
   };
   if fd < 0 {
@@ -482,6 +488,36 @@ mod tests {
     let _ = child.kill();
     let _ = child.wait();
     assert!(found.contains(&child.id()));
+  }
+
+  #[test]
+  fn sockets_handed_to_workers_are_non_blocking() {
+    let addr = ListenAddr::Tcp {
+      address: Some("127.0.0.1".into()),
+      port: 0,
+      ipv6_only: false,
+    };
+    let listener = bind_socket(&addr, Some(16), false).expect("bind");
+    let is_nonblocking = |fd: RawFd| {
+      // SAFETY: F_GETFL on an fd we own.
+      let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+      flags & libc::O_NONBLOCK != 0
+    };
+    assert!(is_nonblocking(listener.as_raw_fd()));
+    let port = local_addr(listener.as_raw_fd()).expect("addr").2;
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut conn = None;
+    for _ in 0..100 {
+      match accept(listener.as_raw_fd()) {
+        Ok(c) => {
+          conn = Some(c);
+          break;
+        }
+        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+      }
+    }
+    let conn = conn.expect("accepted");
+    assert!(is_nonblocking(conn.as_raw_fd()));
   }
 
   #[test]
