@@ -16,7 +16,7 @@
 //! (other than a registered worker's descendants), or block the master.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -108,11 +108,6 @@ impl Watchdog {
   pub fn remove(&self, pid: u32) {
     self.write(&format!("del {pid}\n"));
   }
-
-  /// The watchdog's own pid (for tests and diagnostics).
-  pub fn pid(&self) -> Option<u32> {
-    self.child.lock().ok()?.as_ref().map(Child::id)
-  }
 }
 
 impl Drop for Watchdog {
@@ -142,6 +137,5 @@ fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
   use std::os::fd::FromRawFd;
   // SAFETY: pipe2 succeeded; both fds are new and owned here.
   let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-  let _ = w.as_raw_fd();
   Ok((r, w))
 }
