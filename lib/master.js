@@ -19,9 +19,9 @@ const path = require('path');
 const util = require('util');
 const cluster = require('cluster');
 const EventEmitter = require('events');
-const detectPort = require('detect-port');
-const { EggConsoleLogger } = require('egg-logger');
-const utility = require('utility');
+const net = require('net');
+const { ConsoleLogger, logDate } = require('./console_logger');
+const { readJSON } = require('./framework');
 
 const parseOptions = require('./options');
 const { WorkerPool } = require('./pool');
@@ -106,6 +106,22 @@ class ReadyState {
   }
 }
 
+// A port nothing listens on, as detect-port's `detectPort()` finds one: listen on port 0 of
+// every address, read the port, close. A failure answers undefined, as detect-port does.
+function freePort() {
+  return new Promise(resolve => {
+    const server = net.createServer();
+    server.once('error', () => {
+      server.close();
+      resolve(undefined);
+    });
+    server.listen(0, () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 class Master extends EventEmitter {
   /**
    * @param {Object} options - see lib/options.js; framework, baseDir, workers, port, https,
@@ -117,7 +133,7 @@ class Master extends EventEmitter {
     this.isProduction = isProduction(this.options);
     this.closed = false;
     this.isStarted = false;
-    this.logger = new EggConsoleLogger({ level: process.env.EGG_MASTER_LOGGER_LEVEL || 'INFO' });
+    this.logger = new ConsoleLogger({ level: process.env.EGG_MASTER_LOGGER_LEVEL || 'INFO' });
     this.logMethod = this.options.env === 'local' || process.env.NODE_ENV === 'development' ? 'debug' : 'info';
 
     this.realPort = this.options.port;
@@ -148,7 +164,7 @@ class Master extends EventEmitter {
     this.messenger = new Messenger(this, this.pool);
     this.listenPool();
 
-    const frameworkPkg = utility.readJSONSync(path.join(this.options.framework, 'package.json'));
+    const frameworkPkg = readJSON(path.join(this.options.framework, 'package.json'));
     this.frameworkName = frameworkPkg.name;
 
     this.log(`[master] =================== ${frameworkPkg.name} start =====================`);
@@ -208,8 +224,8 @@ class Master extends EventEmitter {
 
   async detectPorts() {
     try {
-      this.options.clusterPort = await detectPort();
-      if (this.options.sticky) this.options.stickyWorkerPort = await detectPort();
+      this.options.clusterPort = await freePort();
+      if (this.options.sticky) this.options.stickyWorkerPort = await freePort();
     } catch (err) {
       this.logger.error(err);
       process.exit(1);
@@ -483,13 +499,13 @@ class Master extends EventEmitter {
     // cfork: refork as soon as a worker disconnects unexpectedly
     const print = worker.disableRefork ? console.info : console.error;
     print('[%s] [cfork:master:%s] worker:%s disconnect (exitedAfterDisconnect: %s, state: %s, isDead: %s, worker.disableRefork: %s)',
-      utility.logDate(), process.pid, worker.pid, worker.exitedAfterDisconnect, worker.state, worker.isDead, worker.disableRefork);
+      logDate(), process.pid, worker.pid, worker.exitedAfterDisconnect, worker.state, worker.isDead, worker.disableRefork);
     if (worker.isDead) {
       print('[%s] [cfork:master:%s] don\'t fork, because worker:%s exit event emit before disconnect',
-        utility.logDate(), process.pid, worker.pid);
+        logDate(), process.pid, worker.pid);
     } else if (worker.disableRefork) {
       print('[%s] [cfork:master:%s] don\'t fork, because worker:%s will be kill soon',
-        utility.logDate(), process.pid, worker.pid);
+        logDate(), process.pid, worker.pid);
     } else {
       worker.reforkedOnDisconnect = true;
       this.refork(worker, print);
@@ -513,7 +529,7 @@ class Master extends EventEmitter {
     const print = worker.disableRefork ? console.info : console.error;
     const isExpected = worker.reforkedOnDisconnect;
     print('[%s] [cfork:master:%s] worker:%s exit (code: %s, exitedAfterDisconnect: %s, state: %s, isDead: %s, isExpected: %s, worker.disableRefork: %s)',
-      utility.logDate(), process.pid, worker.pid, code, worker.exitedAfterDisconnect, worker.state, true,
+      logDate(), process.pid, worker.pid, code, worker.exitedAfterDisconnect, worker.state, true,
       isExpected, worker.disableRefork);
     if (!isExpected && worker.disableRefork && worker.isRefork && !worker.started &&
       !worker.isDevReload && !worker.exitedAfterDisconnect && this.isAllWorkerStarted &&
@@ -527,7 +543,7 @@ class Master extends EventEmitter {
         worker.pid, code, signal, worker.exitedAfterDisconnect, worker.state));
       err.name = 'WorkerDiedUnexpectedError';
       console.error('[%s] [cfork:master:%s] (total %d disconnect, %d unexpected exit) %s',
-        utility.logDate(), process.pid, this.disconnectCount, this.unexpectedCount, err.stack);
+        logDate(), process.pid, this.disconnectCount, this.unexpectedCount, err.stack);
     }
 
     this.emit('app-exit', { workerId: worker.pid, code, signal });
@@ -563,14 +579,14 @@ class Master extends EventEmitter {
 
   refork(worker, print) {
     if (this.closed || !this.allowRefork()) {
-      print('[%s] [cfork:master:%s] don\'t fork new work (refork: %s)', utility.logDate(), process.pid, this.isProduction);
+      print('[%s] [cfork:master:%s] don\'t fork new work (refork: %s)', logDate(), process.pid, this.isProduction);
       return;
     }
     const newWorker = this.forkAppWorker(worker.workerEnv);
     if (newWorker) {
       newWorker.isRefork = true;
       print('[%s] [cfork:master:%s] new worker:%s fork (state: %s)',
-        utility.logDate(), process.pid, newWorker.pid, newWorker.state);
+        logDate(), process.pid, newWorker.pid, newWorker.state);
     }
   }
 
@@ -583,7 +599,7 @@ class Master extends EventEmitter {
     const allowed = times.length < REFORK_LIMIT || times[times.length - 1] - times[0] > REFORK_WINDOW;
     if (!allowed) {
       console.error('[%s] [cfork:master:%s] worker died too fast (total %d disconnect, %d unexpected exit)',
-        utility.logDate(), process.pid, this.disconnectCount, this.unexpectedCount);
+        logDate(), process.pid, this.disconnectCount, this.unexpectedCount);
     }
     return allowed;
   }
@@ -840,7 +856,7 @@ class Master extends EventEmitter {
 
   onUncaughtException(err) {
     if (!err) return;
-    console.error('[%s] [cfork:master:%s] master uncaughtException: %s', utility.logDate(), process.pid, err.stack);
+    console.error('[%s] [cfork:master:%s] master uncaughtException: %s', logDate(), process.pid, err.stack);
     console.error(err);
     console.error('(total %d disconnect, %d unexpected exit)', this.disconnectCount, this.unexpectedCount);
   }

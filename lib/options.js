@@ -10,7 +10,7 @@ const os = require('os');
 const fs = require('fs');
 const path = require('path');
 const assert = require('assert');
-const { getFrameworkPath } = require('egg-utils');
+const { getFrameworkPath, assertFramework } = require('./framework');
 
 const DEBUG_ARGV = [ '--debug', '--inspect' ];
 
@@ -57,9 +57,8 @@ function parseOptions(input) {
     framework: options.framework || options.customEgg,
   });
 
-  const framework = require(options.framework);
-  assert(framework.Application, `should define Application in ${options.framework}`);
-  assert(framework.Agent, `should define Agent in ${options.framework}`);
+  // egg-cluster requires the framework here; we check it in a child process (lib/framework.js)
+  assertFramework(options.framework);
 
   if (options.https) {
     if (typeof options.https === 'boolean') {

@@ -2,6 +2,7 @@
 
 const os = require('os');
 const path = require('path');
+const { spawnSync } = require('child_process');
 const assert = require('assert');
 const mm = require('egg-mock');
 const parseOptions = require('../lib/options');
@@ -75,6 +76,35 @@ describe('test/options.test.js', () => {
     assert.throws(() => parseOptions({ baseDir, framework }), {
       message: `should define Agent in ${framework}`,
     });
+  });
+
+  it('throws the error the framework\'s own require throws', () => {
+    const framework = utils.getFilepath('framework-throws');
+    assert.throws(() => parseOptions({ baseDir, framework }), err => {
+      assert(err instanceof RangeError);
+      assert.strictEqual(err.message, 'framework-throws cannot load');
+      assert.strictEqual(err.code, 'ERR_FRAMEWORK_BROKEN');
+      assert(err.stack.includes(path.join('framework-throws', 'index.js')), err.stack);
+      return true;
+    });
+  });
+
+  it('checks the framework without loading it in the master, and its output still shows', () => {
+    const framework = utils.getFilepath('framework-noisy');
+    const script = `
+      const parseOptions = require(${JSON.stringify(path.join(__dirname, '../lib/options'))});
+      const options = parseOptions({ baseDir: ${JSON.stringify(baseDir)}, framework: ${JSON.stringify(framework)} });
+      const loaded = Object.keys(require.cache).filter(f => f.includes('framework-noisy') || f.includes('/node_modules/egg/'));
+      console.log('RESULT ' + JSON.stringify({ framework: options.framework, loaded }));`;
+    const res = spawnSync(process.execPath, [ '-e', script ], { encoding: 'utf8', timeout: 30000 });
+    assert.strictEqual(res.status, 0, res.stderr);
+    assert(res.stdout.startsWith('framework-noisy loaded\n'), res.stdout);
+    const line = res.stdout.split('\n').find(l => l.startsWith('RESULT '));
+    assert.deepStrictEqual(JSON.parse(line.slice(7)), { framework, loaded: [] });
+  });
+
+  it('finds a framework by package name in the app\'s or the cwd\'s node_modules', () => {
+    assert.strictEqual(parseOptions({ baseDir, framework: 'egg' }).framework, path.join(process.cwd(), 'node_modules', 'egg'));
   });
 
   it('throws when the framework cannot be found', () => {
