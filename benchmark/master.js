@@ -16,6 +16,9 @@ startCluster({
   workers: Number(workers),
   port: Number(port),
   env: 'prod',
+  // BENCH_RS_OPTIONS='{"queueBytes":8388608}': extra startCluster options for egg-cluster-rs only,
+  // to try a core setting against the same egg-cluster run
+  ...(impl === 'egg-cluster' ? {} : JSON.parse(process.env.BENCH_RS_OPTIONS || '{}')),
 }, err => {
   if (err) {
     console.error('[bench master] start failed: %s', err.stack || err);
