@@ -9,17 +9,46 @@
  */
 
 const options = JSON.parse(process.argv[2]);
+// the master may wait for this agent to report on the framework (lib/master.js startAgentEarly)
+const startupFd = process.env.EGG_CLUSTER_RS_STARTUP_FD;
+delete process.env.EGG_CLUSTER_RS_STARTUP_FD;
 for (const mod of options.require || []) require(mod);
 
 const debug = require('util').debuglog('egg-cluster:agent_worker');
 const { EggConsoleLogger } = require('egg-logger');
 const { graceful } = require('graceful-process');
 
+// Requires the framework. With a startup pipe, tells the master what it exports (or how it
+// failed to load) first; on a bad answer the master throws and kills this process, so leave
+// quietly instead of failing in front of the user.
+function loadFramework() {
+  if (!startupFd) return require(options.framework);
+  const fs = require('fs');
+  const { verdictOf } = require('./framework');
+  let framework;
+  let failure;
+  try {
+    framework = require(options.framework);
+  } catch (err) {
+    failure = err === undefined ? new Error('undefined') : err;
+  }
+  const answer = failure ? verdictOf(undefined, failure) : verdictOf(framework);
+  const fd = Number(startupFd);
+  try {
+    fs.writeSync(fd, answer);
+    fs.closeSync(fd);
+  } catch (err) {
+    debug('startup pipe: %s', err);
+  }
+  if (failure || !framework.Application || !framework.Agent) process.exit(1);
+  return framework;
+}
+
 // the longest delay setTimeout accepts
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const consoleLogger = new EggConsoleLogger({ level: process.env.EGG_AGENT_WORKER_LOGGER_LEVEL });
-const { Agent } = require(options.framework);
+const { Agent } = loadFramework();
 
 debug('new Agent with options %j', options);
 let agent;

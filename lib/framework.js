@@ -18,6 +18,8 @@ const { spawnSync } = require('child_process');
 // framework installed next to the project that started them
 const startCwd = process.cwd();
 const PROBE = path.join(__dirname, 'framework_probe.js');
+// set (to the fd number) for an agent that reports on the framework through a startup pipe
+const STARTUP_FD_ENV = 'EGG_CLUSTER_RS_STARTUP_FD';
 
 function readJSON(file) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -116,16 +118,47 @@ function assertFramework(frameworkPath) {
   });
   if (result.error) throw result.error;
   const raw = result.output && result.output[3] ? result.output[3].toString() : '';
+  if (!judgeFramework(frameworkPath, raw)) {
+    throw new Error(`[master] could not check framework ${frameworkPath}: its probe exited with ` +
+      `${result.signal ? `signal ${result.signal}` : `code ${result.status}`} and no answer`);
+  }
+}
+
+/**
+ * What a framework check answered (framework_probe.js, or the agent through its startup pipe):
+ * true when the framework exports Application and Agent, false when there is no usable answer;
+ * throws the framework's load error, or the assertion egg-cluster makes.
+ * @param {String} frameworkPath - the framework directory
+ * @param {String|null} raw - the JSON answer
+ * @return {Boolean} whether the answer vouches for the framework
+ */
+function judgeFramework(frameworkPath, raw) {
   let verdict;
   try {
     verdict = JSON.parse(raw);
   } catch {
-    throw new Error(`[master] could not check framework ${frameworkPath}: its probe exited with ` +
-      `${result.signal ? `signal ${result.signal}` : `code ${result.status}`} and no answer`);
+    return false;
   }
+  if (!verdict || typeof verdict !== 'object') return false;
   if (verdict.error) throw rebuildError(verdict.error);
   assert(verdict.application, `should define Application in ${frameworkPath}`);
   assert(verdict.agent, `should define Agent in ${frameworkPath}`);
+  return true;
 }
 
-module.exports = { getFrameworkPath, assertFramework, readJSON };
+/**
+ * The answer a framework check gives, as JSON: what the module exports, or how requiring it
+ * failed. Used by framework_probe.js and by the agent for its startup pipe.
+ * @param {*} framework - the required module, when `err` is undefined
+ * @param {*} [err] - what its require threw
+ * @return {String} JSON
+ */
+function verdictOf(framework, err) {
+  if (err !== undefined) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    return JSON.stringify({ error: { name: e.name, message: e.message, code: e.code, stack: e.stack } });
+  }
+  return JSON.stringify({ application: !!(framework && framework.Application), agent: !!(framework && framework.Agent) });
+}
+
+module.exports = { getFrameworkPath, assertFramework, judgeFramework, verdictOf, readJSON, STARTUP_FD_ENV };

@@ -4,15 +4,14 @@
 // Requires the framework and answers on fd 3 with one JSON object: whether it exports
 // Application and Agent, or the error its require threw.
 const fs = require('fs');
+const { verdictOf } = require('./framework');
 
-let verdict;
+let answer;
 try {
-  const framework = require(process.argv[2]);
-  verdict = { application: !!(framework && framework.Application), agent: !!(framework && framework.Agent) };
+  answer = verdictOf(require(process.argv[2]));
 } catch (err) {
-  const e = err instanceof Error ? err : new Error(String(err));
-  verdict = { error: { name: e.name, message: e.message, code: e.code, stack: e.stack } };
+  answer = verdictOf(undefined, err);
 }
-fs.writeSync(3, JSON.stringify(verdict));
+fs.writeSync(3, answer);
 // the framework may have left timers or sockets behind: the answer is all we came for
 process.exit(0);

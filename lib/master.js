@@ -21,7 +21,8 @@ const cluster = require('cluster');
 const EventEmitter = require('events');
 const net = require('net');
 const { ConsoleLogger, logDate } = require('./console_logger');
-const { readJSON } = require('./framework');
+const { readJSON, assertFramework, judgeFramework, STARTUP_FD_ENV } = require('./framework');
+const { freePort: freePortSync } = require('../binding');
 
 const parseOptions = require('./options');
 const { WorkerPool } = require('./pool');
@@ -122,6 +123,14 @@ function freePort() {
   });
 }
 
+// how long the master waits for the agent to load the framework (ts-node and cold disks can
+// take a while); past it, a probe process checks the framework instead
+const AGENT_STARTUP_ANSWER_TIMEOUT = 120000;
+
+function agentDebugPort() {
+  return process.env.EGG_AGENT_DEBUG_PORT || 5800;
+}
+
 class Master extends EventEmitter {
   /**
    * @param {Object} options - see lib/options.js; framework, baseDir, workers, port, https,
@@ -129,7 +138,8 @@ class Master extends EventEmitter {
    */
   constructor(options) {
     super();
-    this.options = parseOptions(options);
+    // the framework is checked by the agent as it loads it (startAgentEarly), not here
+    this.options = parseOptions(options, { checkFramework: false });
     this.isProduction = isProduction(this.options);
     this.closed = false;
     this.isStarted = false;
@@ -161,6 +171,16 @@ class Master extends EventEmitter {
 
     this.readyState = new ReadyState();
     this.pool = new WorkerPool(poolOptions(this.options));
+    const early = this.startAgentEarly();
+    try {
+      this.init(early);
+    } catch (err) {
+      this.abortEarlyAgent(early);
+      throw err;
+    }
+  }
+
+  init(early) {
     this.messenger = new Messenger(this, this.pool);
     this.listenPool();
 
@@ -203,9 +223,68 @@ class Master extends EventEmitter {
       fs.writeFileSync(this.options.pidFile, process.pid.toString(), 'utf-8');
     }
 
+    if (early) {
+      // egg-cluster finds the ports and forks the agent a moment after the constructor
+      Object.assign(this.options, early.ports);
+      setImmediate(() => this.announceAgent());
+      return;
+    }
     this.detectPorts().then(() => {
       if (!this.closed) this.forkAgentWorker();
     });
+  }
+
+  /**
+   * egg-cluster requires the framework in the master only to check that it exports Application
+   * and Agent, then forks the agent, which loads it again. We fork the agent first: it reports
+   * on the framework through a startup pipe as soon as it has loaded it (lib/agent_worker.js),
+   * and goes on starting while the master carries on. A bad framework throws here, with the
+   * errors parseOptions() would have thrown, and the agent is killed. When the agent cannot
+   * answer (it died first), a probe process checks the framework instead (lib/framework.js).
+   * @return {Object|null} `{ ports }` once the agent runs, null to start it the usual way
+   */
+  startAgentEarly() {
+    let ports;
+    try {
+      ports = { clusterPort: freePortSync() };
+      if (this.options.sticky) ports.stickyWorkerPort = freePortSync();
+    } catch {
+      assertFramework(this.options.framework);
+      return null;
+    }
+    let agent;
+    try {
+      agent = this.spawnAgent({ ...this.options, ...ports }, true);
+    } catch {
+      // forkAgentWorker() reports spawn errors as egg-cluster does, after the constructor
+      assertFramework(this.options.framework);
+      return null;
+    }
+    const early = { ports, agent };
+    let answer;
+    try {
+      answer = this.pool.readStartup(agent.poolId, AGENT_STARTUP_ANSWER_TIMEOUT);
+    } catch {
+      answer = null;
+    }
+    try {
+      if (!judgeFramework(this.options.framework, answer)) assertFramework(this.options.framework);
+    } catch (err) {
+      this.abortEarlyAgent(early);
+      throw err;
+    }
+    return early;
+  }
+
+  abortEarlyAgent(early) {
+    if (!early) return;
+    this.agent = null;
+    try {
+      this.pool.kill(early.agent.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+    this.pool.close();
   }
 
   /**
@@ -266,36 +345,48 @@ class Master extends EventEmitter {
   // ---------------------------------------------------------------- agent worker
 
   forkAgentWorker() {
-    const execArgv = process.execArgv.slice();
-    const debugPort = process.env.EGG_AGENT_DEBUG_PORT || 5800;
-    if (this.options.isDebug) execArgv.push(`--inspect-port=${debugPort}`);
-
-    const startTime = Date.now();
-    let forked;
     try {
-      forked = this.pool.forkAgent({
-        exec: AGENT_WORKER_FILE,
-        args: [ JSON.stringify(this.options) ],
-        execArgv,
-        env: process.env,
-        cwd: process.cwd(),
-      });
+      this.spawnAgent(this.options, false);
     } catch (err) {
       err.name = 'AgentWorkerError';
       this.logger.error(err);
       if (!this.isStarted) process.exit(1);
       return;
     }
-    const agent = this.agent = {
+    this.announceAgent();
+  }
+
+  // forks agent_worker.js with `options` as its argv; with `startupPipe`, it answers on fd 4
+  spawnAgent(options, startupPipe) {
+    const execArgv = process.execArgv.slice();
+    if (this.options.isDebug) execArgv.push(`--inspect-port=${agentDebugPort()}`);
+    const startTime = Date.now();
+    const forked = this.pool.forkAgent({
+      exec: AGENT_WORKER_FILE,
+      args: [ JSON.stringify(options) ],
+      execArgv,
+      env: startupPipe ? { ...process.env, [STARTUP_FD_ENV]: '4' } : process.env,
+      cwd: process.cwd(),
+      startupPipe,
+    });
+    this.agent = {
       poolId: forked.id,
       id: ++this.agentIndex,
       pid: forked.pid,
       status: 'starting',
       startTime,
     };
+    return this.agent;
+  }
+
+  announceAgent() {
+    const agent = this.agent;
+    if (!agent || agent.announced || this.closed) return;
+    agent.announced = true;
     this.log('[master] agent_worker#%s:%s start with clusterPort:%s', agent.id, agent.pid, this.options.clusterPort);
 
     if (this.options.isDebug) {
+      const debugPort = agentDebugPort();
       this.messenger.send({ to: 'parent', from: 'agent', action: 'debug', data: { debugPort, pid: agent.pid } });
     }
   }
@@ -303,6 +394,8 @@ class Master extends EventEmitter {
   onAgentProcessExit(info, code, signal) {
     if (!this.agent || this.agent.poolId !== info.id) return;
     if (this.agent.killing) return;
+    // an agent forked early (startAgentEarly) that died at once is still announced first
+    this.announceAgent();
     this.emit('agent-exit', { code, signal });
   }
 

@@ -21,7 +21,13 @@ class StartModeNotSupportedError extends Error {
   }
 }
 
-function parseOptions(input) {
+/**
+ * @param {Object} input - startCluster's options
+ * @param {Object} [internal] - `{ checkFramework: false }`: the caller checks the framework
+ *   itself (the Master has its agent do it)
+ * @return {Object} the parsed options
+ */
+function parseOptions(input, internal = {}) {
   input = input || {};
   const options = {
     framework: '',
@@ -58,7 +64,7 @@ function parseOptions(input) {
   });
 
   // egg-cluster requires the framework here; we check it in a child process (lib/framework.js)
-  assertFramework(options.framework);
+  if (internal.checkFramework !== false) assertFramework(options.framework);
 
   if (options.https) {
     if (typeof options.https === 'boolean') {

@@ -124,6 +124,7 @@ class WorkerPool extends EventEmitter {
       args,
       env: envPairs(options.env || process.env),
       cwd: options.cwd,
+      startupPipe: !!options.startupPipe,
     });
     const worker = {
       id: ref.id,
@@ -135,6 +136,17 @@ class WorkerPool extends EventEmitter {
     this._workers.set(ref.pid, worker);
     this._updateKeepAlive();
     return { id: ref.id, pid: ref.pid };
+  }
+
+  /**
+   * Blocks until a worker forked with `startupPipe: true` closes its fd 4 and returns what
+   * it wrote there, or null when `timeout` ms pass first. Once per worker.
+   * @param {number} id - the pool id `fork*()` returned
+   * @param {number} timeout - ms
+   * @return {string|null} the answer
+   */
+  readStartup(id, timeout) {
+    return this._native.readStartup(id, timeout);
   }
 
   /**

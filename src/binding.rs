@@ -22,6 +22,16 @@ fn to_napi(e: CoreError) -> Error<String> {
   Error::new(e.code().to_owned(), e.to_string())
 }
 
+/// A TCP port nothing listens on, found synchronously as detect-port's
+/// `detectPort()` finds one (bind port 0 on every address, read, release).
+#[napi]
+#[cfg_attr(test, allow(dead_code))]
+pub fn free_port() -> Result<u32, String> {
+  crate::sys::free_port()
+    .map(u32::from)
+    .map_err(|e| to_napi(CoreError::io("finding a free port", e)))
+}
+
 /// An argument error of the constructor (`err.code === 'InvalidArg'`).
 fn invalid_arg(msg: impl Into<String>) -> Error {
   Error::new(Status::InvalidArg, msg.into())
@@ -66,6 +76,8 @@ pub struct NativeSpawnOptions {
   /// The complete environment of the child.
   pub env: Vec<Vec<String>>,
   pub cwd: Option<String>,
+  /// Give the child a pipe on fd 4 for one early answer (`readStartup`).
+  pub startup_pipe: Option<bool>,
 }
 
 /// A spawned worker.
@@ -338,9 +350,21 @@ impl NativeCluster {
         args: options.args,
         env,
         cwd: options.cwd,
+        startup_pipe: options.startup_pipe.unwrap_or(false),
       })
       .map_err(to_napi)?;
     Ok(NativeWorkerRef { id, pid })
+  }
+
+  /// Blocks until worker `id` closes the startup pipe it was spawned with and
+  /// returns what it wrote there, or null after `timeoutMs`.
+  #[napi]
+  pub fn read_startup(&self, id: u32, timeout_ms: u32) -> Result<Option<String>, String> {
+    let answer = self
+      .core()?
+      .read_startup(id, Duration::from_millis(u64::from(timeout_ms)))
+      .map_err(to_napi)?;
+    Ok(answer.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
   }
 
   /// Routes an egg envelope (JSON text) on behalf of `from` (`'master'`,

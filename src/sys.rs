@@ -13,6 +13,92 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// The fd number Node expects its IPC channel on (`NODE_CHANNEL_FD`).
 pub const CHILD_CHANNEL_FD: RawFd = 3;
 
+/// The fd a child started with a startup pipe finds its write end on.
+pub const CHILD_STARTUP_FD: RawFd = 4;
+
+/// A pipe for one early answer from a child (see `SpawnSpec::startup_pipe`):
+/// (the master's read end, blocking; the child's write end), both
+/// close-on-exec until `child_setup` moves the write end to fd 4.
+pub fn startup_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+  let mut fds = [0 as libc::c_int; 2];
+  // SAFETY: fds is a valid two-element array for pipe2 to fill.
+  if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  // SAFETY: pipe2 succeeded, both fds are open and owned by nobody else.
+  Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads `fd` until end of file, at most `max` bytes (the rest is left
+/// unread), waiting at most `timeout` in all: `Ok(None)` when it ran out.
+pub fn read_to_eof(
+  fd: &OwnedFd,
+  max: usize,
+  timeout: std::time::Duration,
+) -> io::Result<Option<Vec<u8>>> {
+  let deadline = std::time::Instant::now() + timeout;
+  let mut out = Vec::new();
+  let mut buf = [0u8; 4096];
+  loop {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+      return Ok(None);
+    }
+    let mut pfd = libc::pollfd {
+      fd: fd.as_raw_fd(),
+      events: libc::POLLIN,
+      revents: 0,
+    };
+    let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if ready < 0 {
+      let err = io::Error::last_os_error();
+      if err.kind() == io::ErrorKind::Interrupted {
+        continue;
+      }
+      return Err(err);
+    }
+    if ready == 0 {
+      continue;
+    }
+    let room = buf.len().min(max.saturating_sub(out.len()));
+    if room == 0 {
+      return Ok(Some(out));
+    }
+    // SAFETY: reading into a live stack buffer of at least `room` bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
+    if n < 0 {
+      let err = io::Error::last_os_error();
+      if matches!(
+        err.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+      ) {
+        continue;
+      }
+      return Err(err);
+    }
+    if n == 0 {
+      return Ok(Some(out));
+    }
+    out.extend_from_slice(&buf[..n as usize]);
+  }
+}
+
+/// A TCP port nothing listens on, found as Node's `listen(0)` finds one:
+/// bound on every address (dual-stack `::`, else `0.0.0.0`), then released.
+pub fn free_port() -> io::Result<u16> {
+  let addr = ListenAddr::Tcp {
+    address: None,
+    port: 0,
+    ipv6_only: false,
+  };
+  let fd = bind_socket(&addr, None, false).map_err(io::Error::from_raw_os_error)?;
+  local_addr(fd.as_raw_fd())
+    .map(|(_, _, port)| port)
+    .ok_or_else(|| io::Error::other("a bound socket without a local address"))
+}
+
 /// A connected `AF_UNIX, SOCK_STREAM` pair, both ends close-on-exec; the
 /// master's end is non-blocking.
 pub fn ipc_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -47,7 +133,8 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Runs in the child between fork and exec: async-signal-safe calls only.
-/// Moves the channel to fd 3 (inheritable), keeps stdio inherited, asks for `death_signal` when the
+/// Moves the channel to fd 3 and `startup_fd` (when >= 0) to fd 4, both
+/// inheritable, keeps stdio inherited, asks for `death_signal` when the
 /// forking thread dies, closes the race where the master died first, and
 /// resets signal dispositions as libuv does for its children.
 ///
@@ -55,9 +142,20 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 /// Only call from a `pre_exec` hook.
 pub unsafe fn child_setup(
   channel_fd: RawFd,
+  startup_fd: RawFd,
   master_pid: libc::pid_t,
   death_signal: libc::c_int,
 ) -> io::Result<()> {
+  // out of the way of fds 3 and 4 first, so neither dup2 below can clobber it
+  let startup = if startup_fd >= 0 {
+    let moved = libc::fcntl(startup_fd, libc::F_DUPFD, 10);
+    if moved < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    moved
+  } else {
+    -1
+  };
   if channel_fd == CHILD_CHANNEL_FD {
     let flags = libc::fcntl(channel_fd, libc::F_GETFD);
     if flags < 0 || libc::fcntl(channel_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
@@ -65,6 +163,12 @@ pub unsafe fn child_setup(
     }
   } else if libc::dup2(channel_fd, CHILD_CHANNEL_FD) < 0 {
     return Err(io::Error::last_os_error());
+  }
+  if startup >= 0 {
+    if libc::dup2(startup, CHILD_STARTUP_FD) < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    libc::close(startup);
   }
   // Node's own stdio descriptors may be close-on-exec in the master; the
   // child inherits them as libuv's fork does.
@@ -453,6 +557,41 @@ pub fn accept_with_peer(listener: RawFd) -> io::Result<(OwnedFd, Option<std::net
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_free_port_can_be_bound_again() {
+    let port = free_port().expect("a free port");
+    assert_ne!(port, 0);
+    let addr = ListenAddr::Tcp {
+      address: None,
+      port,
+      ipv6_only: false,
+    };
+    assert!(bind_socket(&addr, Some(16), false).is_ok());
+  }
+
+  #[test]
+  fn a_startup_pipe_answers_until_eof_or_times_out() {
+    let (read_end, write_end) = startup_pipe().expect("a pipe");
+    let short = std::time::Duration::from_millis(50);
+    // nothing written yet, writer still open: the wait runs out
+    assert_eq!(read_to_eof(&read_end, 16, short).expect("read"), None);
+    // SAFETY: writing a live buffer to an fd we own.
+    let n = unsafe { libc::write(write_end.as_raw_fd(), b"{\"ok\":1}".as_ptr().cast(), 8) };
+    assert_eq!(n, 8);
+    drop(write_end);
+    let answer = read_to_eof(&read_end, 16, short).expect("read");
+    assert_eq!(answer.as_deref(), Some(&b"{\"ok\":1}"[..]));
+    // an answer over the cap is cut at the cap
+    let (r2, w2) = startup_pipe().expect("a pipe");
+    // SAFETY: as above.
+    unsafe { libc::write(w2.as_raw_fd(), b"0123456789".as_ptr().cast(), 10) };
+    drop(w2);
+    assert_eq!(
+      read_to_eof(&r2, 4, short).expect("read").as_deref(),
+      Some(&b"0123"[..])
+    );
+  }
 
   #[test]
   fn signal_names_round_trip() {

@@ -15,6 +15,7 @@ mod outbox;
 pub use outbox::Pushed;
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
@@ -127,6 +128,9 @@ pub struct SpawnSpec {
   /// The complete environment of the child.
   pub env: Vec<(String, String)>,
   pub cwd: Option<String>,
+  /// Also give the child a pipe on fd 4 for one early answer, read back
+  /// with `Core::read_startup` (the agent reports on its framework there).
+  pub startup_pipe: bool,
 }
 
 /// Which worker an event is about.
@@ -280,6 +284,8 @@ pub struct Core {
   rt: tokio::runtime::Runtime,
   shared: Arc<Shared>,
   master_tx: mpsc::UnboundedSender<MasterWork>,
+  /// Read ends of startup pipes, by worker id, until `read_startup` takes them.
+  startup: std::sync::Mutex<HashMap<u32, OwnedFd>>,
 }
 
 /// A snapshot of a worker for JavaScript.
@@ -338,9 +344,24 @@ impl Core {
         rt,
         shared,
         master_tx,
+        startup: std::sync::Mutex::new(HashMap::new()),
       },
       events_rx,
     ))
+  }
+
+  /// Blocks the calling thread until worker `id` closes its startup pipe
+  /// (its answer, possibly empty) or `timeout` passes (`None`). The pipe is
+  /// closed either way; a second call finds no pipe.
+  pub fn read_startup(&self, id: u32, timeout: Duration) -> Result<Option<Vec<u8>>> {
+    let fd = self
+      .startup
+      .lock()
+      .map_err(|_| CoreError::Closed)?
+      .remove(&id)
+      .ok_or(CoreError::NoSuchWorker(id))?;
+    sys::read_to_eof(&fd, STARTUP_ANSWER_MAX, timeout)
+      .map_err(|e| CoreError::io("reading a startup pipe", e))
   }
 
   pub fn handle(&self) -> tokio::runtime::Handle {
@@ -390,16 +411,28 @@ impl Core {
     }
     cmd.kill_on_drop(false);
     let child_fd = theirs.as_raw_fd();
+    let startup = if spec.startup_pipe {
+      Some(sys::startup_pipe().map_err(|e| CoreError::io("creating a startup pipe", e))?)
+    } else {
+      None
+    };
+    let startup_fd = startup.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
     let master_pid = self.shared.master_pid as libc::pid_t;
     let death_signal = self.shared.config.death_signal;
     // SAFETY: child_setup makes only async-signal-safe calls.
     unsafe {
-      cmd.pre_exec(move || sys::child_setup(child_fd, master_pid, death_signal));
+      cmd.pre_exec(move || sys::child_setup(child_fd, startup_fd, master_pid, death_signal));
     }
     let mut child = cmd
       .spawn()
       .map_err(|e| CoreError::io("spawning a worker", e))?;
     drop(theirs);
+    if let Some((read_end, write_end)) = startup {
+      drop(write_end);
+      if let Ok(mut pipes) = self.startup.lock() {
+        pipes.insert(id, read_end);
+      }
+    }
     let pid = child.id().unwrap_or(0);
     if let Some(w) = &self.shared.watchdog {
       w.add(pid);
@@ -729,6 +762,9 @@ fn message_event(
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of the master's own sends that may wait for room in workers' queues.
 const MASTER_BACKLOG_BYTES: usize = 64 << 20;
+
+/// The most a startup pipe answer may hold; more is cut off.
+const STARTUP_ANSWER_MAX: usize = 1 << 20;
 /// A batch is handed to its targets once it holds this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
 
