@@ -48,6 +48,8 @@ export interface ForkOptions {
   cwd?: string;
   /** The node binary (default `process.execPath`). */
   execPath?: string;
+  /** Also give the child a pipe on fd 4 for one early answer, read with `readStartup`. */
+  startupPipe?: boolean;
 }
 
 export interface WorkerRef {
@@ -98,6 +100,11 @@ export declare class WorkerPool extends EventEmitter {
   readonly schedulingPolicy: SchedulingPolicy;
   forkAgent(options: ForkOptions): WorkerRef;
   forkApp(options: ForkOptions): WorkerRef;
+  /**
+   * Blocks until a worker forked with `startupPipe` closes its fd 4; what it wrote there, or
+   * null after `timeout` ms. Once per worker.
+   */
+  readStartup(id: number, timeout: number): string | null;
   /** Routes an envelope with egg's rules; `msg.from` defaults to 'master'. */
   send(msg: MessageEnvelope): this;
   /** Sends a message to one worker as is. False when it was dropped. */
