@@ -15,7 +15,8 @@
 //! `PROPTEST_CASES=10000 cargo test --release --test proptest_framing` digs deeper.
 
 use egg_cluster_rs::ipc::codec::{Frame, LineDecoder};
-use egg_cluster_rs::ipc::message::{parse_line, Envelope, Incoming, ReceiverPid};
+use egg_cluster_rs::ipc::json;
+use egg_cluster_rs::ipc::message::{parse_line, parse_text, Envelope, Incoming, ReceiverPid};
 use egg_cluster_rs::router::{route, Destination, Sender};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -296,7 +297,6 @@ fn js_members(members: &[(String, Value)]) -> Vec<(String, Value)> {
 fn raw_members(encoded: &[u8]) -> Vec<(String, String)> {
   match parse_line(encoded) {
     Ok(Incoming::User(Envelope::Object(o))) | Ok(Incoming::Internal { object: o, .. }) => o
-      .0
       .iter()
       .map(|(k, v)| (k.to_string(), v.get().to_string()))
       .collect(),
@@ -478,6 +478,116 @@ fn deep_nesting_never_overflows_the_stack() {
     if let Ok(Incoming::User(env)) = parse_line(obj_deep.as_bytes()) {
       let _ = env.encode("app", "agent");
     }
+  }
+}
+
+// ------------------------------------------------------------------ scanner
+
+/// A JSON text with a few bytes inserted, deleted or replaced by ones that
+/// matter to a JSON parser.
+fn mutated_json() -> impl Strategy<Value = Vec<u8>> {
+  let base = prop_oneof![
+    object_line().prop_map(|l| l.text.into_bytes()),
+    json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+  ];
+  let byte = prop_oneof![
+    prop::sample::select(b"{}[],:\"\\ \t\r0123456789.eE+-truefalsn/u".to_vec()),
+    Just(0x01u8),
+    Just(0x1fu8),
+    Just(0x7fu8),
+    Just(0x80u8),
+    Just(0xc3u8),
+    Just(0xe2u8),
+    Just(0xffu8),
+    any::<u8>(),
+  ];
+  let edit = (0usize..3, any::<prop::sample::Index>(), byte);
+  (base, prop::collection::vec(edit, 0..4)).prop_map(|(mut text, edits)| {
+    for (kind, at, b) in edits {
+      let i = at.index(text.len() + 1);
+      match kind {
+        0 => text.insert(i, b),
+        1 if i < text.len() => {
+          text.remove(i);
+        }
+        _ if i < text.len() => text[i] = b,
+        _ => text.push(b),
+      }
+    }
+    text
+  })
+}
+
+/// What a parse gave, comparable: the kind and the members as text.
+fn outcome(parsed: Result<Incoming<'_>, egg_cluster_rs::ipc::message::MessageError>) -> String {
+  match parsed {
+    Ok(Incoming::User(Envelope::Object(o))) => format!("user {:?}", o.iter().collect::<Vec<_>>()),
+    Ok(Incoming::User(Envelope::Str(s))) => format!("str {s:?}"),
+    Ok(Incoming::Internal { cmd, object }) => {
+      format!("internal {cmd} {:?}", object.iter().collect::<Vec<_>>())
+    }
+    Err(e) => format!("error {e:?}")
+      .split('(')
+      .next()
+      .unwrap_or("")
+      .to_string(),
+  }
+}
+
+proptest! {
+  #![proptest_config(config(2048))]
+
+  /// The scanner never accepts what serde_json refuses, finds the same
+  /// members, says "ASCII" only of ASCII lines, and refuses a valid object
+  /// only when a key may hold an escape.
+  #[test]
+  fn the_scanner_agrees_with_serde_json(text in prop_oneof![mutated_json(), line_bytes()]) {
+    let mut spans = Vec::new();
+    let scanned = json::scan_object(&text, |k, v| spans.push((k, v)));
+    // serde_json as the core uses it: values unparsed (so 1e400 is valid, as for JSON.parse)
+    let raw = |bytes: &[u8]| serde_json::from_slice::<Box<serde_json::value::RawValue>>(bytes).ok();
+    let serde = raw(&text).map(|v| if v.get().starts_with('{') { "object" } else { "other" });
+    match scanned {
+      Some(scanned) => {
+        prop_assert!(
+          serde == Some("object") || (scanned.non_ascii && std::str::from_utf8(&text).is_err()),
+          "scanner accepted what serde refuses: {:?}", String::from_utf8_lossy(&text)
+        );
+        if !scanned.non_ascii {
+          prop_assert!(text.is_ascii());
+        }
+        // the caller's UTF-8 check
+        let Ok(line) = std::str::from_utf8(&text) else {
+          prop_assert!(serde.is_none());
+          return Ok(());
+        };
+        let ours: Vec<(&str, &str)> = spans.iter().map(|(k, v)| (&line[k.start..k.end], &line[v.start..v.end])).collect();
+        let theirs: Vec<(String, String)> = match parse_text(line) {
+          Ok(Incoming::User(Envelope::Object(o))) | Ok(Incoming::Internal { object: o, .. }) =>
+            o.iter().map(|(k, v)| (k.to_string(), v.get().to_string())).collect(),
+          other => return Err(TestCaseError::fail(format!("serde path gave {other:?}"))),
+        };
+        let theirs: Vec<(&str, &str)> = theirs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        prop_assert_eq!(ours, theirs);
+      }
+      None => {
+        if serde == Some("object") {
+          prop_assert!(text.contains(&b'\\'), "a valid object refused: {:?}", String::from_utf8_lossy(&text));
+        }
+      }
+    }
+    // any value, as a member
+    let wrapped = [&b"{\"k\":"[..], &text, b"}"].concat();
+    let wrapped_serde = raw(&wrapped).is_some();
+    let ours = json::scan_object(&wrapped, |_, _| {})
+      .is_some_and(|s| !s.non_ascii || std::str::from_utf8(&wrapped).is_ok());
+    prop_assert_eq!(ours, wrapped_serde, "{:?}", String::from_utf8_lossy(&wrapped));
+    // the fast path and the serde path classify every line alike
+    let slow = match std::str::from_utf8(&text) {
+      Ok(line) => outcome(parse_text(line)),
+      Err(_) => outcome(Err(egg_cluster_rs::ipc::message::MessageError::NotUtf8)),
+    };
+    prop_assert_eq!(outcome(parse_line(&text)), slow);
   }
 }
 

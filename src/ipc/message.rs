@@ -10,6 +10,8 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
+use super::json::{self, Span};
+
 /// A line as the master sees it.
 #[derive(Debug)]
 pub enum Incoming<'a> {
@@ -43,27 +45,105 @@ impl fmt::Display for MessageError {
   }
 }
 
+/// A JSON value's text, validated (by the scanner or serde_json) and never
+/// decoded: `data` is forwarded as these bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+  pub fn get(self) -> &'a str {
+    self.0
+  }
+}
+
+/// Members an object holds without a heap allocation (egg's envelopes have
+/// at most six).
+const INLINE_MEMBERS: usize = 8;
+
+// Inline on purpose, as `Envelope` below: boxing would cost an allocation
+// per relayed message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Members<'a> {
+  Inline {
+    len: usize,
+    items: [(&'a str, Raw<'a>); INLINE_MEMBERS],
+  },
+  Heap(Vec<(Cow<'a, str>, Raw<'a>)>),
+}
+
 /// The top-level members of a JSON object, in order, values unparsed.
-#[derive(Debug, Default)]
-pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+#[derive(Debug)]
+pub struct RawObject<'a>(Members<'a>);
+
+impl Default for RawObject<'_> {
+  fn default() -> Self {
+    RawObject(Members::Inline {
+      len: 0,
+      items: [("", Raw("")); INLINE_MEMBERS],
+    })
+  }
+}
 
 impl<'a> RawObject<'a> {
-  pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-    self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+  fn push(&mut self, key: Cow<'a, str>, value: Raw<'a>) {
+    match &mut self.0 {
+      Members::Inline { len, items } => {
+        if let (true, Cow::Borrowed(k)) = (*len < INLINE_MEMBERS, &key) {
+          items[*len] = (k, value);
+          *len += 1;
+          return;
+        }
+        let mut heap = Vec::with_capacity(*len * 2 + 1);
+        heap.extend(items[..*len].iter().map(|&(k, v)| (Cow::Borrowed(k), v)));
+        heap.push((key, value));
+        self.0 = Members::Heap(heap);
+      }
+      Members::Heap(heap) => heap.push((key, value)),
+    }
+  }
+
+  pub fn len(&self) -> usize {
+    match &self.0 {
+      Members::Inline { len, .. } => *len,
+      Members::Heap(heap) => heap.len(),
+    }
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+
+  fn member(&self, index: usize) -> (&str, Raw<'a>) {
+    match &self.0 {
+      Members::Inline { items, .. } => items[index],
+      Members::Heap(heap) => (heap[index].0.as_ref(), heap[index].1),
+    }
+  }
+
+  /// The members in order (a duplicated key appears each time).
+  pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, Raw<'a>)> + '_ {
+    (0..self.len()).map(move |i| self.member(i))
+  }
+
+  /// The value of `key` (the last one, as `JSON.parse` keeps it).
+  pub fn get(&self, key: &str) -> Option<Raw<'a>> {
+    self.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
   }
 
   /// A member that is a JSON string, decoded.
   pub fn get_str(&self, key: &str) -> Option<Cow<'a, str>> {
-    let raw = self.get(key)?;
-    raw_as_str(raw)
+    raw_as_str(self.get(key)?)
   }
 }
 
 /// Decodes a raw JSON string value (None for anything else).
-pub fn raw_as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub fn raw_as_str(raw: Raw<'_>) -> Option<Cow<'_, str>> {
   let text = raw.get();
-  if !text.starts_with('"') {
-    return None;
+  let body = text.strip_prefix('"')?.strip_suffix('"')?;
+  if !body.contains('\\') {
+    // validated JSON: without escapes the body is the string itself
+    return Some(Cow::Borrowed(body));
   }
   serde_json::from_str::<Cow<'_, str>>(text).ok()
 }
@@ -98,12 +178,12 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
         f.write_str("a JSON object")
       }
       fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(6));
+        let mut object = RawObject::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
           let v: &'de RawValue = map.next_value()?;
-          members.push((k, v));
+          object.push(k, Raw(v.get()));
         }
-        Ok(RawObject(members))
+        Ok(object)
       }
     }
     d.deserialize_map(ObjVisitor)
@@ -111,11 +191,12 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 }
 
 /// An egg message: `{action, data, to, from, receiverPid, …}`.
+#[allow(clippy::large_enum_variant)] // see `Members`
 #[derive(Debug)]
 pub enum Envelope<'a> {
   Object(RawObject<'a>),
   /// A bare string `s`: egg treats it as `{action: s, data: s}`.
-  Str(&'a RawValue),
+  Str(Raw<'a>),
 }
 
 /// Who a `receiverPid` (or `receiverWorkerId`) names.
@@ -149,7 +230,7 @@ impl<'a> Envelope<'a> {
   pub fn action(&self) -> Option<Cow<'a, str>> {
     match self {
       Envelope::Object(o) => o.get_str("action"),
-      Envelope::Str(s) => raw_as_str(s),
+      Envelope::Str(s) => raw_as_str(*s),
     }
   }
 
@@ -202,16 +283,16 @@ impl<'a> Envelope<'a> {
         out.extend_from_slice(b"}\n");
       }
       Envelope::Object(o) => {
-        let size: usize = o.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let size: usize = o.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
         out.reserve(size + from.len() + to.len() + 24);
         out.push(b'{');
         let mut first = true;
         let mut seen_from = false;
         let mut seen_to = false;
         // A duplicated key in JSON keeps its first position and last value in JS.
-        let mut emitted: Vec<&str> = Vec::with_capacity(o.0.len());
-        for (k, _) in &o.0 {
-          if emitted.contains(&k.as_ref()) {
+        let mut emitted: Vec<&str> = Vec::with_capacity(o.len());
+        for (k, _) in o.iter() {
+          if emitted.contains(&k) {
             continue;
           }
           emitted.push(k);
@@ -221,7 +302,7 @@ impl<'a> Envelope<'a> {
           first = false;
           push_json_str(out, k);
           out.push(b':');
-          match k.as_ref() {
+          match k {
             "from" => {
               seen_from = true;
               push_json_str(out, from);
@@ -258,7 +339,7 @@ impl<'a> Envelope<'a> {
 }
 
 /// The byte range of `raw` inside `source`, if it lies there.
-fn span_in(source: &str, raw: &RawValue) -> Option<(usize, usize)> {
+fn span_in(source: &str, raw: Raw<'_>) -> Option<(usize, usize)> {
   let base = source.as_ptr() as usize;
   let start = (raw.get().as_ptr() as usize).checked_sub(base)?;
   let end = start + raw.get().len();
@@ -266,18 +347,19 @@ fn span_in(source: &str, raw: &RawValue) -> Option<(usize, usize)> {
 }
 
 fn splice(o: &RawObject<'_>, source: &str, out: &mut Vec<u8>, from: &str, to: &str) -> bool {
-  let members = &o.0;
   // duplicated keys: JS keeps the first position and the last value; re-encode those
-  for (i, (k, _)) in members.iter().enumerate() {
-    if members[..i].iter().any(|(other, _)| other == k) {
+  for (i, (k, _)) in o.iter().enumerate() {
+    if o.iter().take(i).any(|(other, _)| other == k) {
       return false;
     }
   }
-  let mut edits: Vec<(usize, usize, &str)> = Vec::with_capacity(2);
+  // the values of `from` and `to`, in source order
+  let mut edits: [(usize, usize, &str); 2] = [(0, 0, ""); 2];
+  let mut n_edits = 0;
   let mut seen_from = false;
   let mut seen_to = false;
-  for (k, v) in members {
-    let value = match k.as_ref() {
+  for (k, v) in o.iter() {
+    let value = match k {
       "from" => {
         seen_from = true;
         from
@@ -291,21 +373,33 @@ fn splice(o: &RawObject<'_>, source: &str, out: &mut Vec<u8>, from: &str, to: &s
     let Some((start, end)) = span_in(source, v) else {
       return false;
     };
-    edits.push((start, end, value));
+    let Some(slot) = edits.get_mut(n_edits) else {
+      return false;
+    };
+    *slot = (start, end, value);
+    n_edits += 1;
   }
   let Some(close) = source.rfind('}') else {
     return false;
   };
-  edits.sort_by_key(|e| e.0);
+  let edits = &edits[..n_edits];
+  // in order, inside the object (nothing is written before this holds)
+  let mut at = 0;
+  for &(start, end, _) in edits {
+    if start < at || end > close {
+      return false;
+    }
+    at = end;
+  }
   out.reserve(source.len() + from.len() + to.len() + 24);
   let mut at = 0;
-  for (start, end, value) in edits {
+  for &(start, end, value) in edits {
     out.extend_from_slice(&source.as_bytes()[at..start]);
     push_json_str(out, value);
     at = end;
   }
   out.extend_from_slice(&source.as_bytes()[at..close]);
-  close_with_from_to(out, !members.is_empty(), [(seen_from, from), (seen_to, to)]);
+  close_with_from_to(out, !o.is_empty(), [(seen_from, from), (seen_to, to)]);
   true
 }
 
@@ -344,8 +438,60 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Classifies one line (without its `\n`).
 pub fn parse_line(line: &[u8]) -> Result<Incoming<'_>, MessageError> {
+  parse_source(line).map(|(_, incoming)| incoming)
+}
+
+/// `parse_line`, also giving the line as text: the source that
+/// `Envelope::encode_spliced` copies from.
+pub fn parse_source(line: &[u8]) -> Result<(&str, Incoming<'_>), MessageError> {
+  if let Some(parsed) = parse_plain_object(line) {
+    return Ok(parsed);
+  }
   let text = std::str::from_utf8(line).map_err(|_| MessageError::NotUtf8)?;
-  parse_text(text)
+  Ok((text, parse_text(text)?))
+}
+
+/// The fast path for what nearly every line is: an object whose keys have no
+/// escapes, with few members. Validated by `json::scan_object` in one pass,
+/// nothing allocated. None for anything else (serde_json decides then).
+fn parse_plain_object(line: &[u8]) -> Option<(&str, Incoming<'_>)> {
+  let empty = Span { start: 0, end: 0 };
+  let mut spans = [(empty, empty); INLINE_MEMBERS];
+  let mut count = 0;
+  let scanned = json::scan_object(line, |key, value| {
+    if let Some(slot) = spans.get_mut(count) {
+      *slot = (key, value);
+    }
+    count += 1;
+  })?;
+  if count > INLINE_MEMBERS {
+    return None;
+  }
+  let text = if scanned.non_ascii {
+    std::str::from_utf8(line).ok()?
+  } else {
+    debug_assert!(line.is_ascii());
+    // SAFETY: the scanner saw every byte of the line and none was outside
+    // ASCII (`non_ascii` is false), so the bytes are UTF-8.
+    unsafe { std::str::from_utf8_unchecked(line) }
+  };
+  let mut object = RawObject::default();
+  for (key, value) in &spans[..count] {
+    // the spans start and end at ASCII delimiters: char boundaries
+    let key = text.get(key.start..key.end)?;
+    let value = text.get(value.start..value.end)?;
+    object.push(Cow::Borrowed(key), Raw(value));
+  }
+  Some((text, classify_object(object)))
+}
+
+fn classify_object(object: RawObject<'_>) -> Incoming<'_> {
+  if let Some(cmd) = object.get_str("cmd") {
+    if cmd.len() > 5 && cmd.starts_with("NODE_") {
+      return Incoming::Internal { cmd, object };
+    }
+  }
+  Incoming::User(Envelope::Object(object))
 }
 
 /// `parse_line` for a line already known to be UTF-8.
@@ -355,17 +501,12 @@ pub fn parse_text(text: &str) -> Result<Incoming<'_>, MessageError> {
     Some(b'{') => {
       let object: RawObject<'_> =
         serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
-      if let Some(cmd) = object.get_str("cmd") {
-        if cmd.len() > 5 && cmd.starts_with("NODE_") {
-          return Ok(Incoming::Internal { cmd, object });
-        }
-      }
-      Ok(Incoming::User(Envelope::Object(object)))
+      Ok(classify_object(object))
     }
     Some(b'"') => {
       let raw: &RawValue =
         serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
-      Ok(Incoming::User(Envelope::Str(raw)))
+      Ok(Incoming::User(Envelope::Str(Raw(raw.get()))))
     }
     _ => {
       let value: &RawValue =
@@ -424,11 +565,11 @@ mod tests {
         let text = std::str::from_utf8(bytes).expect("utf8");
         let obj: RawObject<'_> = serde_json::from_str(text.trim_end()).expect("json");
         let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
-        for (k, v) in obj.0 {
+        for (k, v) in obj.iter() {
           let v: serde_json::Value = serde_json::from_str(v.get()).expect("value");
-          match seen.iter_mut().find(|(key, _)| key == k.as_ref()) {
+          match seen.iter_mut().find(|(key, _)| key == k) {
             Some(slot) => slot.1 = v,
-            None => seen.push((k.into_owned(), v)),
+            None => seen.push((k.to_owned(), v)),
           }
         }
         seen

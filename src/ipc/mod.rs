@@ -2,4 +2,5 @@
 //! and Node's internal messages (`message`). Pure code: no I/O here.
 
 pub mod codec;
+pub mod json;
 pub mod message;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{CoreError, Result};
 use crate::ipc::codec::{Frame, LineDecoder};
-use crate::ipc::message::{parse_line, parse_text, Envelope, Incoming, MessageError, RawObject};
+use crate::ipc::message::{parse_line, parse_source, Envelope, Incoming, RawObject, ReceiverPid};
 use crate::listen::{Listeners, Policy};
 use crate::router::{self, Destination, Sender};
 use crate::sys::{self, SockName};
@@ -898,11 +898,7 @@ impl Shared {
 
   async fn handle_line(self: &Arc<Self>, w: &Arc<Worker>, line: &[u8], batch: &mut Batch) {
     // validated once: the text is also the source the envelope is spliced from
-    let (text, parsed) = match std::str::from_utf8(line) {
-      Ok(text) => (text, parse_text(text)),
-      Err(_) => ("", Err(MessageError::NotUtf8)),
-    };
-    match parsed {
+    match parse_source(line) {
       Err(e) => {
         self
           .error(
@@ -912,7 +908,7 @@ impl Shared {
           )
           .await;
       }
-      Ok(Incoming::User(env)) => {
+      Ok((text, Incoming::User(env))) => {
         if w.state() == WorkerState::Starting && w.kind == WorkerKind::Agent {
           w.set_state(WorkerState::Online);
           self.emit(Event::Online(w.tag())).await;
@@ -921,7 +917,7 @@ impl Shared {
           .route_envelope(w.kind.sender(), Some(w), &env, text, batch)
           .await;
       }
-      Ok(Incoming::Internal { cmd, object }) => {
+      Ok((_, Incoming::Internal { cmd, object })) => {
         self.flush(batch).await;
         self.handle_internal(w, &cmd, &object, line).await
       }
@@ -1065,19 +1061,18 @@ impl Shared {
 
   /// egg's routing decision for an envelope sent by `from`.
   fn route_of(&self, from: Sender, env: &Envelope<'_>) -> router::Route<'static> {
-    let agent_pid = self
-      .table
-      .read()
-      .ok()
-      .and_then(|t| t.agent().map(|a| a.pid));
+    let receiver = env.receiver_pid();
+    // the agent's pid only matters when a receiverPid names someone
+    let agent_pid = match receiver {
+      Some(ReceiverPid::Pid(_)) => self
+        .table
+        .read()
+        .ok()
+        .and_then(|t| t.agent().map(|a| a.pid)),
+      _ => None,
+    };
     let to = env.to();
-    let route = router::route(
-      from,
-      to.as_deref(),
-      env.receiver_pid(),
-      self.master_pid,
-      agent_pid,
-    );
+    let route = router::route(from, to.as_deref(), receiver, self.master_pid, agent_pid);
     // Only egg's names are ever written into a delivered envelope.
     router::Route {
       to: route
