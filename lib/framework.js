@@ -12,7 +12,6 @@
 const fs = require('fs');
 const path = require('path');
 const assert = require('assert');
-const { spawnSync } = require('child_process');
 
 // the cwd when this module was loaded: tests that stub process.cwd() later still find the
 // framework installed next to the project that started them
@@ -107,7 +106,8 @@ function rebuildError(info) {
  * @param {String} frameworkPath - from getFrameworkPath()
  */
 function assertFramework(frameworkPath) {
-  const result = spawnSync(process.execPath, [ ...probeExecArgv(), PROBE, frameworkPath ], {
+  // child_process (and the net module it loads) only on this path
+  const result = require('child_process').spawnSync(process.execPath, [ ...probeExecArgv(), PROBE, frameworkPath ], {
     env: process.env,
     cwd: process.cwd(),
     // the framework's own console output goes where the master's would; the verdict comes

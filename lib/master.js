@@ -13,13 +13,10 @@
  */
 
 const os = require('os');
-const v8 = require('v8');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
-const cluster = require('cluster');
 const EventEmitter = require('events');
-const net = require('net');
 const { ConsoleLogger, logDate } = require('./console_logger');
 const { readJSON, assertFramework, judgeFramework, STARTUP_FD_ENV } = require('./framework');
 const { freePort: freePortSync } = require('../binding');
@@ -111,7 +108,7 @@ class ReadyState {
 // every address, read the port, close. A failure answers undefined, as detect-port does.
 function freePort() {
   return new Promise(resolve => {
-    const server = net.createServer();
+    const server = require('net').createServer();
     server.once('error', () => {
       server.close();
       resolve(undefined);
@@ -869,7 +866,7 @@ class Master extends EventEmitter {
   onSignal(signal) {
     if (this.closed) return;
     this.logger.info('[master] master is killed by signal %s, closing', signal);
-    const { used_heap_size, heap_size_limit } = v8.getHeapStatistics();
+    const { used_heap_size, heap_size_limit } = require('v8').getHeapStatistics();
     this.logger.info('[master] system memory: total %s, free %s', os.totalmem(), os.freemem());
     this.logger.info('[master] process info: heap_limit %s, heap_used %s', heap_size_limit, used_heap_size);
     this.close();
@@ -991,10 +988,21 @@ function isProduction(options) {
   return process.env.NODE_ENV === 'production';
 }
 
+function userLoadedCluster() {
+  const loaded = process.moduleLoadList;
+  // without the list (another runtime), load it and look
+  return !Array.isArray(loaded) || loaded.includes('NativeModule cluster');
+}
+
 function poolOptions(options) {
   let schedulingPolicy = options.schedulingPolicy;
-  // cluster.schedulingPolicy set by the user before startCluster; else the pool reads NODE_CLUSTER_SCHED_POLICY
-  if (!schedulingPolicy && cluster.schedulingPolicy === cluster.SCHED_NONE) schedulingPolicy = 'none';
+  // cluster.schedulingPolicy set by the user before startCluster; else the pool reads
+  // NODE_CLUSTER_SCHED_POLICY. Only a master that loaded `cluster` itself can have set it, and
+  // loading it here would cost every master ~2 MiB for nothing.
+  if (!schedulingPolicy && userLoadedCluster()) {
+    const cluster = require('cluster');
+    if (cluster.schedulingPolicy === cluster.SCHED_NONE) schedulingPolicy = 'none';
+  }
   return {
     schedulingPolicy,
     // no death signal: when the master dies, workers see their channel close, as with egg-cluster

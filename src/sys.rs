@@ -13,6 +13,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// The fd number Node expects its IPC channel on (`NODE_CHANNEL_FD`).
 pub const CHILD_CHANNEL_FD: RawFd = 3;
 
+/// Returns the allocator's free pages to the system (glibc keeps freed
+/// memory in its arenas for reuse; `malloc_trim` hands back what is free).
+pub fn release_free_memory() {
+  #[cfg(target_env = "gnu")]
+  // SAFETY: malloc_trim only walks the allocator's own free lists.
+  unsafe {
+    libc::malloc_trim(0);
+  }
+}
+
 /// The fd a child started with a startup pipe finds its write end on.
 pub const CHILD_STARTUP_FD: RawFd = 4;
 

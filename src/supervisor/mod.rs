@@ -265,6 +265,8 @@ pub(crate) struct Shared {
   /// Bytes of the master's own sends not yet handed to workers' queues.
   master_backlog: std::sync::atomic::AtomicUsize,
   closed: AtomicBool,
+  /// Bytes read from workers since the trim task last looked.
+  read_bytes: AtomicU64,
 }
 
 /// Messages from JavaScript to route, in order.
@@ -323,7 +325,9 @@ impl Core {
       watchdog,
       master_backlog: std::sync::atomic::AtomicUsize::new(0),
       closed: AtomicBool::new(false),
+      read_bytes: AtomicU64::new(0),
     });
+    rt.spawn(trim_after_bursts(shared.clone()));
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
     let s = shared.clone();
     rt.spawn(async move {
@@ -763,6 +767,35 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of the master's own sends that may wait for room in workers' queues.
 const MASTER_BACKLOG_BYTES: usize = 64 << 20;
 
+/// How often the trim task looks at the traffic.
+const TRIM_TICK: Duration = Duration::from_secs(1);
+/// A burst worth giving memory back after: this much read since the last trim...
+const TRIM_AFTER_BYTES: u64 = 16 << 20;
+/// ...and less than this in the last tick (the burst is over).
+const TRIM_QUIET_BYTES: u64 = 1 << 20;
+
+/// Gives the memory of a burst back to the system once it is over. Large
+/// messages pass through buffers of their own size; when they are freed, the
+/// allocator keeps the pages for reuse, so the master would stay at the size
+/// of its largest burst for good.
+async fn trim_after_bursts(shared: Arc<Shared>) {
+  let mut tick = tokio::time::interval(TRIM_TICK);
+  tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+  let mut pending = 0u64;
+  loop {
+    tick.tick().await;
+    if shared.closed.load(Ordering::Acquire) {
+      return;
+    }
+    let recent = shared.read_bytes.swap(0, Ordering::Relaxed);
+    pending = pending.saturating_add(recent);
+    if pending >= TRIM_AFTER_BYTES && recent < TRIM_QUIET_BYTES {
+      sys::release_free_memory();
+      pending = 0;
+    }
+  }
+}
+
 /// The most a startup pipe answer may hold; more is cut off.
 const STARTUP_ANSWER_MAX: usize = 1 << 20;
 /// A batch is handed to its targets once it holds this many bytes.
@@ -868,6 +901,7 @@ impl Shared {
       if n == 0 {
         break;
       }
+      self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
       let mut data: &[u8] = &buf[..n];
       let mut batch = Batch::default();
       while let Some(frame) = decoder.next_frame(&mut data) {

@@ -428,8 +428,10 @@ async function runChaos(opts = {}) {
     figures.fdDelta = fdDelta;
     figures.rssDelta = rssDelta;
     if (fdDelta > 0.1) fail(`the master's fd count went from ${figures.baseline.fds} to ${figures.after.fds}`);
-    // a smaller RSS after the storm is no leak (the baseline holds a younger heap): only growth fails
-    if (figures.after.rss > figures.baseline.rss * 1.1) fail(`the master's RSS went from ${MB(figures.baseline.rss)} to ${MB(figures.after.rss)}`);
+    // a smaller RSS after the storm is no leak (the baseline holds a younger heap): only growth fails,
+    // past 10% or 8 MiB, whichever is more (the master is ~48 MiB: V8 growing its young
+    // generation and malloc keeping freed arenas already move it a few MiB without any leak)
+    if (figures.after.rss > Math.max(figures.baseline.rss * 1.1, figures.baseline.rss + 8 * 1024 * 1024)) fail(`the master's RSS went from ${MB(figures.baseline.rss)} to ${MB(figures.after.rss)}`);
 
     // stop the load, let it drain, collect the survivors' reports
     ctl('app', { op: 'stop' });
