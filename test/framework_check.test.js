@@ -12,8 +12,10 @@ function construct(framework) {
   const script = `
     const fs = require('fs');
     const Master = require(${JSON.stringify(path.join(__dirname, '../lib/master'))});
-    const children = () => fs.readdirSync('/proc/self/task').flatMap(t =>
-      fs.readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(/\\s+/).filter(Boolean));
+    // a thread may end between the listing and the read
+    const children = () => fs.readdirSync('/proc/self/task').flatMap(t => {
+      try { return fs.readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(/\\s+/).filter(Boolean); } catch { return []; }
+    });
     let outcome;
     try {
       new Master({ baseDir: ${JSON.stringify(utils.getFilepath('apps/options'))}, framework: ${JSON.stringify(framework)}, workers: 1 });
