@@ -29,8 +29,10 @@ talking directly over Node's IPC (\`child_process.fork\`, no master): the parent
 and sends each message to each child itself. Bursts: ${results.config.small} messages of ~100 B
 (from the agent to all apps; from each app to the agent), ${results.config.b64} × 64 KiB and ${results.config.b1m} × 1 MiB from the agent
 to all apps, ${results.config.reps} repetitions (median); ${results.config.rtt} round trips app → agent → same app by pid, one in
-flight, masters and workers pinned to CPU 0 (\`taskset\`); master CPU is utime+stime from
-\`/proc/<pid>/stat\` per delivered message (a fan-out to N apps is N deliveries); start →
+flight, masters and workers pinned to CPU 0 (\`taskset\`); master CPU is utime+stime of all
+the master's threads per delivered message, read in ns from \`/proc/<pid>/task/*/schedstat\`
+(\`/proc/<pid>/stat\` counts 10 ms ticks, too coarse for ~30 ms of CPU per burst; a fan-out to
+N apps is N deliveries); start →
 egg-ready and RSS after start are medians of ${results.config.starts} starts; the peak RSS is the master's VmHWM
 (reset before) during ${results.config.hwm64PerApp} × 64 KiB from each app to the agent, the highest of ${results.config.starts} bursts, all delivered.
 egg-cluster-rs runs from a copy of the package taken when the run starts (\`benchmark/.snapshot/\`), so a
