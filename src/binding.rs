@@ -280,16 +280,21 @@ impl NativeCluster {
     }
     let (core, mut events) =
       Core::new(config).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+    let budget = core.event_budget();
     let on_events = Arc::new(on_events);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
     core.handle().spawn(async move {
       let mut batch = Vec::with_capacity(64);
       while let Some(first) = events.recv().await {
+        let mut bytes = first.budget_bytes();
         batch.push(NativeEvent::from_core(first));
         while batch.len() < MAX_BATCH {
           match events.try_recv() {
-            Ok(e) => batch.push(NativeEvent::from_core(e)),
+            Ok(e) => {
+              bytes += e.budget_bytes();
+              batch.push(NativeEvent::from_core(e));
+            }
             Err(_) => break,
           }
         }
@@ -299,16 +304,20 @@ impl NativeCluster {
         in_flight.fetch_add(1, Ordering::AcqRel);
         let counter = in_flight.clone();
         let notify = done.clone();
+        let taken = budget.clone();
         let status = on_events.call_with_return_value(
           std::mem::take(&mut batch),
           ThreadsafeFunctionCallMode::NonBlocking,
           move |_ret: Result<()>, _env| {
             counter.fetch_sub(1, Ordering::AcqRel);
             notify.notify_one();
+            // JavaScript has these messages now
+            taken.release(bytes);
             Ok(())
           },
         );
         if status != Status::Ok {
+          budget.release(bytes);
           in_flight.fetch_sub(1, Ordering::AcqRel);
           if status == Status::Closing {
             return;

@@ -267,6 +267,65 @@ pub(crate) struct Shared {
   closed: AtomicBool,
   /// Bytes read from workers since the trim task last looked.
   read_bytes: AtomicU64,
+  /// Bytes of messages for the master or the parent on their way to JavaScript.
+  event_budget: Arc<EventBudget>,
+}
+
+/// Bounds the bytes of `to: master` / `to: parent` messages waiting for
+/// JavaScript (the event channel itself is bounded by count only): a reader
+/// whose message does not fit waits, i.e. stops reading its worker, until
+/// JavaScript has taken earlier ones. One message always fits when nothing
+/// waits, whatever its size.
+#[derive(Debug, Default)]
+pub struct EventBudget {
+  bytes: std::sync::atomic::AtomicUsize,
+  room: tokio::sync::Notify,
+}
+
+/// The most message bytes that wait for JavaScript at once.
+const EVENT_BUDGET_BYTES: usize = 64 << 20;
+
+impl EventBudget {
+  async fn take(&self, len: usize) {
+    loop {
+      let used = self.bytes.load(Ordering::Acquire);
+      if used == 0 || used.saturating_add(len) <= EVENT_BUDGET_BYTES {
+        self.bytes.fetch_add(len, Ordering::AcqRel);
+        return;
+      }
+      // a release between the load and here wakes a later notified():
+      // look again at least every 50 ms
+      let _ = tokio::time::timeout(Duration::from_millis(50), self.room.notified()).await;
+    }
+  }
+
+  /// JavaScript took messages of `len` bytes in all.
+  pub fn release(&self, len: usize) {
+    if len == 0 {
+      return;
+    }
+    let _ = self
+      .bytes
+      .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+        Some(b.saturating_sub(len))
+      });
+    self.room.notify_waiters();
+  }
+
+  /// Bytes waiting now.
+  pub fn waiting(&self) -> usize {
+    self.bytes.load(Ordering::Acquire)
+  }
+}
+
+impl Event {
+  /// The bytes this event holds against the `EventBudget`.
+  pub fn budget_bytes(&self) -> usize {
+    match self {
+      Event::Message { line, .. } => line.len(),
+      _ => 0,
+    }
+  }
 }
 
 /// Messages from JavaScript to route, in order.
@@ -326,6 +385,7 @@ impl Core {
       master_backlog: std::sync::atomic::AtomicUsize::new(0),
       closed: AtomicBool::new(false),
       read_bytes: AtomicU64::new(0),
+      event_budget: Arc::new(EventBudget::default()),
     });
     rt.spawn(trim_after_bursts(shared.clone()));
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
@@ -339,7 +399,7 @@ impl Core {
             }
             s.master_backlog.fetch_sub(lines.len(), Ordering::AcqRel);
           }
-          MasterWork::Emit(event) => s.emit(event).await,
+          MasterWork::Emit(event) => s.emit_message(event).await,
         }
       }
     });
@@ -366,6 +426,12 @@ impl Core {
       .ok_or(CoreError::NoSuchWorker(id))?;
     sys::read_to_eof(&fd, STARTUP_ANSWER_MAX, timeout)
       .map_err(|e| CoreError::io("reading a startup pipe", e))
+  }
+
+  /// The budget of message bytes on their way to JavaScript; whoever hands
+  /// events to JavaScript releases them once taken.
+  pub fn event_budget(&self) -> Arc<EventBudget> {
+    self.shared.event_budget.clone()
   }
 
   pub fn handle(&self) -> tokio::runtime::Handle {
@@ -818,6 +884,13 @@ impl Shared {
     let _ = self.events.send(event).await;
   }
 
+  /// Emits a message for the master or the parent once the event budget has
+  /// room for it.
+  async fn emit_message(&self, event: Event) {
+    self.event_budget.take(event.budget_bytes()).await;
+    self.emit(event).await;
+  }
+
   /// Emits from a non-async context; only for rare events.
   fn emit_now(&self, event: Event) {
     if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(event) {
@@ -1057,7 +1130,7 @@ impl Shared {
       }
       Destination::Master | Destination::Parent => {
         self.flush(batch).await;
-        self.emit(message_event(from, w, env, route)).await;
+        self.emit_message(message_event(from, w, env, route)).await;
       }
       destination => {
         if batch.destination != Some(destination) {
@@ -1156,5 +1229,36 @@ impl Shared {
           .await;
       }
     }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[tokio::test]
+  async fn the_event_budget_holds_a_reader_until_javascript_takes_messages() {
+    let budget = Arc::new(EventBudget::default());
+    // one message always fits when nothing waits, even one over the budget
+    budget.take(EVENT_BUDGET_BYTES + 1).await;
+    assert_eq!(budget.waiting(), EVENT_BUDGET_BYTES + 1);
+    budget.release(EVENT_BUDGET_BYTES + 1);
+    budget.take(EVENT_BUDGET_BYTES - 10).await;
+    // this one does not fit until the first is released
+    let waiter = {
+      let b = budget.clone();
+      tokio::spawn(async move { b.take(100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(!waiter.is_finished(), "a message over the budget waits");
+    budget.release(EVENT_BUDGET_BYTES - 10);
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+      .await
+      .expect("released in time")
+      .expect("the waiting task");
+    assert_eq!(budget.waiting(), 100);
+    // releasing more than is held cannot wrap around
+    budget.release(1000);
+    assert_eq!(budget.waiting(), 0);
   }
 }
