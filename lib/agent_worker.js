@@ -10,8 +10,9 @@
 
 const options = JSON.parse(process.argv[2]);
 // the master may wait for this agent to report on the framework (lib/master.js startAgentEarly)
-const startupFd = process.env.EGG_CLUSTER_RS_STARTUP_FD;
-delete process.env.EGG_CLUSTER_RS_STARTUP_FD;
+const { verdictOf, STARTUP_FD_ENV } = require('./framework');
+const startupFd = process.env[STARTUP_FD_ENV];
+delete process.env[STARTUP_FD_ENV];
 for (const mod of options.require || []) require(mod);
 
 const debug = require('util').debuglog('egg-cluster:agent_worker');
@@ -24,7 +25,6 @@ const { graceful } = require('graceful-process');
 function loadFramework() {
   if (!startupFd) return require(options.framework);
   const fs = require('fs');
-  const { verdictOf } = require('./framework');
   let framework;
   let failure;
   try {

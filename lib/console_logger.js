@@ -94,27 +94,10 @@ class ConsoleLogger {
     const fallback = process.env.NODE_CONSOLE_LOGGRE_LEVEL || (process.env.NODE_ENV === 'production' ? 'INFO' : 'WARN');
     this._level = toLevel(options.level || fallback);
     if (process.env.EGG_LOG) this._level = toLevel(process.env.EGG_LOG);
-    this.enabled = true;
-  }
-
-  get level() {
-    return this._level;
-  }
-
-  set level(value) {
-    this._level = toLevel(value);
-  }
-
-  disable() {
-    this.enabled = false;
-  }
-
-  enable() {
-    this.enabled = true;
   }
 
   shouldLog(level) {
-    return this.enabled && this._level !== LEVELS.NONE && this._level <= LEVELS[level];
+    return this._level !== LEVELS.NONE && this._level <= LEVELS[level];
   }
 
   log(level, args) {

@@ -4,9 +4,10 @@
  * Finding the framework and checking what it exports, without loading it in the master.
  *
  * egg-cluster 2.x requires the framework (egg, ~33 MiB of heap and code) in the master only to
- * assert that it exports `Application` and `Agent`; the master never uses it afterwards. We run
- * that same require in a short-lived node process instead, synchronously, and throw the same
- * errors: the master stays at the size of a plain node process.
+ * assert that it exports `Application` and `Agent`; the master never uses it afterwards. Here
+ * the agent answers that as it loads the framework (lib/master.js startAgentEarly), or, when it
+ * cannot, a short-lived probe process does (assertFramework); both answer with verdictOf() and
+ * judgeFramework() throws the errors egg-cluster's require and asserts would have thrown.
  */
 
 const fs = require('fs');

@@ -104,20 +104,14 @@ class ReadyState {
   }
 }
 
-// A port nothing listens on, as detect-port's `detectPort()` finds one: listen on port 0 of
-// every address, read the port, close. A failure answers undefined, as detect-port does.
+// A port nothing listens on, as detect-port's `detectPort()` finds one (the core binds port 0
+// of every address and releases it); a failure answers undefined, as detect-port does.
 function freePort() {
-  return new Promise(resolve => {
-    const server = require('net').createServer();
-    server.once('error', () => {
-      server.close();
-      resolve(undefined);
-    });
-    server.listen(0, () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+  try {
+    return freePortSync();
+  } catch {
+    return undefined;
+  }
 }
 
 // how long the master waits for the agent to load the framework (ts-node and cold disks can
@@ -298,14 +292,10 @@ class Master extends EventEmitter {
     this.logger[this.logMethod](...args);
   }
 
+  // async as egg-cluster's (its callers wait for it); freePort() never throws
   async detectPorts() {
-    try {
-      this.options.clusterPort = await freePort();
-      if (this.options.sticky) this.options.stickyWorkerPort = await freePort();
-    } catch (err) {
-      this.logger.error(err);
-      process.exit(1);
-    }
+    this.options.clusterPort = freePort();
+    if (this.options.sticky) this.options.stickyWorkerPort = freePort();
   }
 
   listenPool() {

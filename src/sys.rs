@@ -568,6 +568,14 @@ pub fn accept_with_peer(listener: RawFd) -> io::Result<(OwnedFd, Option<std::net
 mod tests {
   use super::*;
 
+  fn loopback(port: u16) -> ListenAddr {
+    ListenAddr::Tcp {
+      address: Some("127.0.0.1".into()),
+      port,
+      ipv6_only: false,
+    }
+  }
+
   #[test]
   fn a_free_port_can_be_bound_again() {
     let port = free_port().expect("a free port");
@@ -641,11 +649,7 @@ mod tests {
 
   #[test]
   fn sockets_handed_to_workers_are_non_blocking() {
-    let addr = ListenAddr::Tcp {
-      address: Some("127.0.0.1".into()),
-      port: 0,
-      ipv6_only: false,
-    };
+    let addr = loopback(0);
     let listener = bind_socket(&addr, Some(16), false).expect("bind");
     let is_nonblocking = |fd: RawFd| {
       // SAFETY: F_GETFL on an fd we own.
@@ -671,18 +675,10 @@ mod tests {
 
   #[test]
   fn binding_a_busy_port_reports_eaddrinuse() {
-    let addr = ListenAddr::Tcp {
-      address: Some("127.0.0.1".into()),
-      port: 0,
-      ipv6_only: false,
-    };
+    let addr = loopback(0);
     let first = bind_socket(&addr, Some(16), false).expect("bind");
     let port = local_addr(first.as_raw_fd()).expect("addr").2;
-    let again = ListenAddr::Tcp {
-      address: Some("127.0.0.1".into()),
-      port,
-      ipv6_only: false,
-    };
+    let again = loopback(port);
     assert_eq!(
       bind_socket(&again, Some(16), false).err(),
       Some(libc::EADDRINUSE)

@@ -313,7 +313,8 @@ impl EventBudget {
   }
 
   /// Bytes waiting now.
-  pub fn waiting(&self) -> usize {
+  #[cfg(test)]
+  fn waiting(&self) -> usize {
     self.bytes.load(Ordering::Acquire)
   }
 }
