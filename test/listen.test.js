@@ -384,7 +384,10 @@ describe('test/listen.test.js', function() {
         const expected = { workerId: 'number', address: { addressType: -1, address: sock, port: -1, protocol: 'http' } };
         assert.deepStrictEqual(theirs.appStarts.map(shape), [ expected ]);
         assert.deepStrictEqual(ours.appStarts.map(shape), [ expected ]);
-        assert.match(ours.stdout, new RegExp(`egg started on ${sock} \\(`));
+        // egg-ready comes over IPC, the log line over the stdout pipe: it may arrive a moment later
+        const started = new RegExp(`egg started on ${sock} \\(`);
+        await waitFor(() => started.test(ours.stdout), 5000).catch(() => {});
+        assert.match(ours.stdout, started);
         assert.strictEqual((await get({ socketPath: sock })).status, 200);
       } finally {
         fs.rmSync(sock, { force: true });
