@@ -288,53 +288,96 @@ async fn send_handle(
   }
 }
 
+/// Waits for room in a channel. The channel's own registration asks for
+/// readability only: with writability in it too, every message a worker
+/// reads would wake the I/O thread for nothing (the kernel signals room on
+/// each read). So a write goes straight to the socket, and only a write that
+/// finds it full registers a duplicate of the descriptor for writability,
+/// dropped (deregistered) with this value once the write is through.
+struct Room<'a> {
+  sock: &'a AsyncFd<OwnedFd>,
+  waiter: Option<AsyncFd<OwnedFd>>,
+}
+
+impl<'a> Room<'a> {
+  fn new(sock: &'a AsyncFd<OwnedFd>) -> Self {
+    Room { sock, waiter: None }
+  }
+
+  /// Runs `op` on the channel's descriptor until it does not find the
+  /// socket full, waiting for room in between.
+  async fn send(
+    &mut self,
+    mut op: impl FnMut(i32) -> std::io::Result<usize>,
+  ) -> std::io::Result<usize> {
+    let fd = self.sock.get_ref().as_raw_fd();
+    loop {
+      match op(fd) {
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        done => return done,
+      }
+      let waiter = match &mut self.waiter {
+        Some(waiter) => waiter,
+        slot @ None => {
+          let dup = self.sock.get_ref().try_clone()?;
+          // SAFETY: the duplicate moves into the AsyncFd and stays open as long as it.
+          let registered =
+            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE) };
+          slot.insert(registered.map_err(std::io::Error::from)?)
+        }
+      };
+      let mut guard = waiter.writable().await?;
+      // Readiness is cleared only if this attempt finds the socket full
+      // again, so room freed meanwhile is never missed.
+      match guard.try_io(|_| op(fd)) {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        Ok(done) => return done,
+        Err(_would_block) => continue,
+      }
+    }
+  }
+}
+
 async fn write_with_fd(sock: &AsyncFd<OwnedFd>, line: &[u8], fd: i32) -> std::io::Result<()> {
+  let mut room = Room::new(sock);
   let mut sent_fd = false;
   let mut offset = 0;
   while offset < line.len() {
-    let mut guard = sock.writable().await?;
     let attach = if sent_fd { None } else { Some(fd) };
-    match guard.try_io(|s| sys::send_with_fd(s.get_ref().as_raw_fd(), &line[offset..], attach)) {
-      Ok(Ok(n)) => {
-        sent_fd = true;
-        offset += n;
-      }
-      Ok(Err(e)) => return Err(e),
-      Err(_would_block) => continue,
-    }
+    offset += room
+      .send(|s| sys::send_with_fd(s, &line[offset..], attach))
+      .await?;
+    sent_fd = true;
   }
   Ok(())
 }
 
 /// Writes all of `bufs` in order, resuming after partial writes.
 async fn write_all(sock: &AsyncFd<OwnedFd>, bufs: &[&[u8]]) -> std::io::Result<()> {
+  let mut room = Room::new(sock);
   let mut index = 0;
   let mut offset = 0;
+  let mut pending: Vec<&[u8]> = Vec::with_capacity(bufs.len().min(64));
   while index < bufs.len() {
-    let mut guard = sock.writable().await?;
-    let mut pending: Vec<&[u8]> = Vec::with_capacity((bufs.len() - index).min(64));
+    pending.clear();
     pending.push(&bufs[index][offset..]);
     pending.extend(bufs[index + 1..].iter().take(63).copied());
-    match guard.try_io(|s| sys::send_vectored(s.get_ref().as_raw_fd(), &pending)) {
-      Ok(Ok(mut n)) => {
-        while n > 0 && index < bufs.len() {
-          let left = bufs[index].len() - offset;
-          if n >= left {
-            n -= left;
-            index += 1;
-            offset = 0;
-          } else {
-            offset += n;
-            n = 0;
-          }
-        }
-        while index < bufs.len() && bufs[index].len() == offset {
-          index += 1;
-          offset = 0;
-        }
+    let mut n = room.send(|s| sys::send_vectored(s, &pending)).await?;
+    while n > 0 && index < bufs.len() {
+      let left = bufs[index].len() - offset;
+      if n >= left {
+        n -= left;
+        index += 1;
+        offset = 0;
+      } else {
+        offset += n;
+        n = 0;
       }
-      Ok(Err(e)) => return Err(e),
-      Err(_would_block) => continue,
+    }
+    while index < bufs.len() && bufs[index].len() == offset {
+      index += 1;
+      offset = 0;
     }
   }
   Ok(())
@@ -374,6 +417,52 @@ mod tests {
       Pushed::Queued
     );
     assert_eq!(outbox.queued_bytes(), 1);
+  }
+
+  #[tokio::test]
+  async fn a_write_that_finds_the_socket_full_waits_for_room_and_loses_nothing() {
+    use std::io::Read;
+    let (ours, theirs) = sys::ipc_socketpair().unwrap();
+    // registered as the supervisor does: for readability only
+    // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
+    let sock = unsafe { AsyncFd::register_with_interest(ours, tokio::io::Interest::READABLE) }
+      .map_err(std::io::Error::from)
+      .unwrap();
+    // far more than a socket buffer holds, in lines of several sizes
+    let lines: Vec<Vec<u8>> = (0..400u32)
+      .map(|i| {
+        let mut line = vec![b'a' + (i % 26) as u8; 1 + (i as usize * 997) % 40_000];
+        line.push(b'\n');
+        line
+      })
+      .collect();
+    let last = b"{\"last\":true}\n";
+    let mut expected: Vec<u8> = lines.concat();
+    expected.extend_from_slice(last);
+    let reader = std::thread::spawn(move || {
+      // start late, so that the writer finds the socket full first
+      std::thread::sleep(Duration::from_millis(100));
+      let mut peer = std::fs::File::from(theirs);
+      let mut got = Vec::new();
+      let mut buf = vec![0u8; 4096];
+      while got.len() < expected.len() {
+        match peer.read(&mut buf) {
+          Ok(0) | Err(_) => break,
+          Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+      }
+      got == expected
+    });
+    let slices: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    tokio::time::timeout(Duration::from_secs(20), write_all(&sock, &slices))
+      .await
+      .expect("the write went through once the peer read")
+      .unwrap();
+    // a line carrying a descriptor takes the same way (the reader drops it)
+    write_with_fd(&sock, last, sock.get_ref().as_raw_fd())
+      .await
+      .unwrap();
+    assert!(reader.join().unwrap(), "every byte arrived, in order");
   }
 
   #[tokio::test]
