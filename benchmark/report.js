@@ -70,6 +70,31 @@ function rows(results) {
   return out;
 }
 
+// Where the CPU goes in each throughput burst: µs of CPU per delivery in the master and in the
+// workers (agent + apps, all threads), and what the ratio would be if our master cost nothing
+// and the workers' CPU were all that bounds the rate (2 busy cores either way).
+const BURSTS = [[ 'toApps', 'agent → apps, ~100 B' ], [ 'toAgent', 'apps → agent, ~100 B' ], [ 'bcast64k', 'broadcast 64 KiB' ], [ 'bcast1m', 'broadcast 1 MiB' ]];
+
+function cpuSplit(results) {
+  const out = [];
+  for (const W of Object.keys(results.runs).map(Number)) {
+    const run = results.runs[W];
+    for (const [ key, label ] of BURSTS) {
+      const eg = run['egg-cluster'] && run['egg-cluster'][key];
+      const rs = run['egg-cluster-rs'] && run['egg-cluster-rs'][key];
+      if (!eg || !rs || rs.workersCpuUsPerMsg == null || eg.workersCpuUsPerMsg == null) continue;
+      const ratio = rs.msgsPerSec / eg.msgsPerSec;
+      const ceiling = ratio * (rs.cpuUsPerMsg + rs.workersCpuUsPerMsg) / rs.workersCpuUsPerMsg;
+      const f = x => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
+      out.push([ String(W), label, f(eg.cpuUsPerMsg), f(eg.workersCpuUsPerMsg), f(rs.cpuUsPerMsg), f(rs.workersCpuUsPerMsg), fmtRatio(ratio), fmtRatio(ceiling) ]);
+    }
+  }
+  return out;
+}
+
+const SPLIT_HEAD = [ 'apps', 'burst', 'egg-cluster master', 'egg-cluster workers', 'rs master', 'rs workers', 'rs / egg-cluster', 'with a master at 0 µs' ];
+const SPLIT_LEGEND = 'CPU in µs per delivered message (workers: agent + apps, all threads). The last column scales the measured ratio by (rs master + rs workers) / rs workers: the throughput ratio if our master cost nothing and the workers\' own CPU were the bound, as it is on 2 cores.';
+
 function build(results) {
   const rs = rows(results);
   const byId = Object.fromEntries(rs.map(r => [ r.m.id, r ]));
@@ -91,19 +116,24 @@ function build(results) {
   const about = `${results.quick ? 'QUICK (smoke) run' : 'Full run'} ${results.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpus} × ${m.model} (${m.memGiB} GiB), Linux ${m.kernel}, Node ${m.node}; egg ${results.versions.egg}, egg-cluster ${results.versions.eggCluster}, egg-cluster-rs ${results.versions.eggClusterRs}`;
   const legend = '↑ higher is better, ↓ lower is better; "rs of limit": egg-cluster-rs as a share of two plain Node processes over direct IPC (no master). Throughput counts messages delivered (a fan-out to N apps is N deliveries); master CPU is utime+stime of the master per delivered message.';
   const tlines = targets.map(t => `${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${fmtRatio(t.ratio)} (want ${t.want})`);
-  const text = [ about, '', line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line), '', legend, '', 'Targets (egg-cluster-rs / egg-cluster, same run):', ...tlines,
+  const split = cpuSplit(results);
+  const sw = SPLIT_HEAD.map((h, i) => Math.max(h.length, ...split.map(b => b[i].length)));
+  const sline = cells => cells.map((c, i) => (i < 2 ? c.padEnd(sw[i]) : c.padStart(sw[i]))).join('  ');
+  const splitText = split.length ? [ '', 'Where the CPU goes in the throughput bursts:', sline(SPLIT_HEAD), sline(sw.map(w => '-'.repeat(w))), ...split.map(sline), SPLIT_LEGEND ] : [];
+  const splitMd = split.length ? [ '', `| ${SPLIT_HEAD.join(' | ')} |`, `|${SPLIT_HEAD.map((h, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`, ...split.map(b => `| ${b.join(' | ')} |`), '', SPLIT_LEGEND ] : [];
+  const text = [ about, '', line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line), '', legend, ...splitText, '', 'Targets (egg-cluster-rs / egg-cluster, same run):', ...tlines,
     '', `${targets.filter(t => t.pass).length} PASS, ${targets.filter(t => !t.pass).length} MISS` ].join('\n');
   const md = [
     `${about}.`, '',
     `| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < 3 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...body.map(b => `| ${b.join(' | ')} |`), '', legend, '',
+    ...body.map(b => `| ${b.join(' | ')} |`), '', legend, ...splitMd, '',
     '| target | rs / egg-cluster | result |', '| --- | ---: | --- |',
     ...targets.map(t => `| ${t.text}, want ${t.want} | ${fmtRatio(t.ratio)} | ${t.pass ? 'PASS' : 'MISS'} |`), '',
   ].join('\n');
   return { text, markdown: md, targets };
 }
 
-module.exports = { build, rows, metrics, fmtRate };
+module.exports = { build, rows, metrics, fmtRate, cpuSplit };
 
 if (require.main === module) {
   const file = process.argv[2] || require('path').join(__dirname, 'results', 'latest.json');

@@ -900,6 +900,15 @@ struct Batch {
   messages: u64,
 }
 
+impl Batch {
+  fn with_capacity(bytes: usize) -> Batch {
+    Batch {
+      buf: Vec::with_capacity(bytes),
+      ..Batch::default()
+    }
+  }
+}
+
 impl Shared {
   /// Emits an event, waiting for room (pushes back on the worker we read).
   pub(crate) async fn emit(&self, event: Event) {
@@ -998,7 +1007,9 @@ impl Shared {
       }
       self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
       let mut data: &[u8] = &buf[..n];
-      let mut batch = Batch::default();
+      // room for what was read plus the `from` each relayed line gains, so
+      // the batch is allocated once per read instead of grown line by line
+      let mut batch = Batch::with_capacity(n + n / 4 + 64);
       while let Some(frame) = decoder.next_frame(&mut data) {
         match frame {
           Frame::Line(line) => self.handle_line(&w, line, &mut batch).await,
