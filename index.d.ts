@@ -22,7 +22,7 @@ export interface MessageEnvelope<T = any> {
 export interface WorkerPoolOptions {
   /** Longest line accepted from a worker, in bytes (default 64 MiB). */
   maxLineBytes?: number;
-  /** Bytes that may wait in one worker's outbound queue (default 4 MiB). */
+  /** Bytes that may wait in one worker's outbound queue (default 2 MiB). */
   queueBytes?: number;
   /** Milliseconds a sender waits for room in a full queue before a drop (default 10000). */
   stallTimeout?: number;

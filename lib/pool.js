@@ -66,7 +66,7 @@ class WorkerPool extends EventEmitter {
   /**
    * @param {object} [options]
    * @param {number} [options.maxLineBytes] longest line accepted from a worker (64 MiB)
-   * @param {number} [options.queueBytes] bytes that may wait for one worker (4 MiB)
+   * @param {number} [options.queueBytes] bytes that may wait for one worker (2 MiB)
    * @param {number} [options.stallTimeout] ms a sender waits for room before a drop (10000)
    * @param {string} [options.schedulingPolicy] 'rr' (default), 'none' or 'reuseport'
    * @param {string} [options.deathSignal] signal children get the instant the master dies (none)

@@ -48,7 +48,7 @@ fn invalid(msg: impl Into<String>) -> Error<String> {
 pub struct NativeClusterOptions {
   /// Longest line accepted from a worker, in bytes (default 64 MiB).
   pub max_line_bytes: Option<f64>,
-  /// Bytes that may wait in one worker's outbound queue (default 4 MiB).
+  /// Bytes that may wait in one worker's outbound queue (default 2 MiB).
   pub queue_bytes: Option<f64>,
   /// Milliseconds a sender waits for room in a full queue before the message
   /// is dropped and counted (default 10000).

@@ -108,7 +108,7 @@ impl Default for Config {
   fn default() -> Self {
     Config {
       max_line_bytes: 64 << 20,
-      queue_bytes: 4 << 20,
+      queue_bytes: 2 << 20,
       stall_timeout: Duration::from_secs(10),
       death_signal: 0,
       orphan_grace: Some(Duration::from_millis(300)),
