@@ -95,6 +95,7 @@ struct Nesting {
 }
 
 impl Nesting {
+  #[inline]
   fn push(&mut self, object: bool) {
     if self.depth < 128 {
       let bit = 1u128 << self.depth;
@@ -109,6 +110,7 @@ impl Nesting {
     self.depth += 1;
   }
 
+  #[inline]
   fn pop(&mut self) {
     if self.depth > 128 {
       self.deeper.pop();
@@ -117,6 +119,7 @@ impl Nesting {
   }
 
   /// Whether the innermost open container is an object (None: none open).
+  #[inline]
   fn top(&self) -> Option<bool> {
     match self.depth {
       0 => None,
@@ -127,6 +130,7 @@ impl Nesting {
 }
 
 impl Scanner<'_> {
+  #[inline]
   fn ws(&self, mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(i) {
       i += 1;
@@ -197,6 +201,7 @@ impl Scanner<'_> {
   }
 
   /// After `"key" :` (and the whitespace that follows) starting at `i`.
+  #[inline]
   fn key_end(&mut self, i: usize) -> Option<usize> {
     if self.b.get(i) != Some(&b'"') {
       return None;
@@ -209,11 +214,13 @@ impl Scanner<'_> {
     Some(self.ws(i + 1))
   }
 
+  #[inline]
   fn literal_end(&self, i: usize, word: &[u8]) -> Option<usize> {
     let end = i + word.len();
     (self.b.get(i..end)? == word).then_some(end)
   }
 
+  #[inline]
   fn digits_end(&self, mut i: usize) -> usize {
     while let Some(b'0'..=b'9') = self.b.get(i) {
       i += 1;
@@ -222,6 +229,7 @@ impl Scanner<'_> {
   }
 
   /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+  #[inline]
   fn number_end(&self, mut i: usize) -> Option<usize> {
     if self.b.get(i) == Some(&b'-') {
       i += 1;
@@ -254,6 +262,7 @@ impl Scanner<'_> {
 
   /// The index after the closing quote of a string whose body starts at
   /// `i`, and whether it held an escape.
+  #[inline]
   fn string_end(&mut self, mut i: usize) -> Option<(usize, bool)> {
     let mut escaped = false;
     loop {
@@ -282,6 +291,7 @@ impl Scanner<'_> {
 
   /// Skips string bytes that need no attention: all but `"`, `\` and
   /// control characters. Notes bytes outside ASCII.
+  #[inline]
   fn plain_end(&mut self, mut i: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
@@ -299,6 +309,7 @@ impl Scanner<'_> {
 
   /// `plain_end` 16 bytes at a time, while 16 bytes are left.
   #[cfg(target_arch = "x86_64")]
+  #[inline]
   fn plain_end_sse2(&mut self, mut i: usize) -> usize {
     use std::arch::x86_64::{
       __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
