@@ -97,18 +97,25 @@ describe('test/sticky.test.js', function() {
       const movedIps = IPS.filter(ip => before.get(ip) === victim);
       // steady load from every IP while the worker dies
       let killedAt = 0;
-      const late = []; // answers from the victim's pid after the pool reported its exit
+      // Requests that started after the pool reported the victim's exit must never reach it.
+      // (A request started before may still be answered by the victim after that report: it
+      // wrote the response before it died, and the client reads it later.)
+      const startedAfterExit = new Set();
+      const late = []; // such requests answered by the victim's pid
       const result = load({
         total: 1200,
         concurrency: 24,
         localAddress: index => IPS[index % IPS.length],
         request: { port },
+        onStart: index => {
+          if (exits.has(victim)) startedAfterExit.add(index);
+        },
         onResponse: (res, index) => {
           if (index === 300 && !killedAt) {
             killedAt = Date.now();
             pool.kill(victim, 'SIGKILL');
           }
-          if (res.pid === victim && exits.has(victim)) late.push(index);
+          if (res.pid === victim && startedAfterExit.has(index)) late.push(index);
         },
       });
       const { failures, ok, counts } = await result;
