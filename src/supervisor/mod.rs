@@ -288,14 +288,21 @@ const EVENT_BUDGET_BYTES: usize = 64 << 20;
 impl EventBudget {
   async fn take(&self, len: usize) {
     loop {
-      let used = self.bytes.load(Ordering::Acquire);
-      if used == 0 || used.saturating_add(len) <= EVENT_BUDGET_BYTES {
-        self.bytes.fetch_add(len, Ordering::AcqRel);
+      // listening before looking: a release after the look still wakes us
+      let room = self.room.notified();
+      tokio::pin!(room);
+      room.as_mut().enable();
+      let fits = self
+        .bytes
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+          (used == 0 || used.saturating_add(len) <= EVENT_BUDGET_BYTES)
+            .then(|| used.saturating_add(len))
+        })
+        .is_ok();
+      if fits {
         return;
       }
-      // a release between the load and here wakes a later notified():
-      // look again at least every 50 ms
-      let _ = tokio::time::timeout(Duration::from_millis(50), self.room.notified()).await;
+      room.await;
     }
   }
 
