@@ -95,6 +95,18 @@ function cpuSplit(results) {
 const SPLIT_HEAD = [ 'apps', 'burst', 'egg-cluster master', 'egg-cluster workers', 'rs master', 'rs workers', 'rs / egg-cluster', 'with a master at 0 µs' ];
 const SPLIT_LEGEND = 'CPU in µs per delivered message (workers: agent + apps, all threads). The last column scales the measured ratio by (rs master + rs workers) / rs workers: the throughput ratio if our master cost nothing and the workers\' own CPU were the bound, as it is on 2 cores.';
 
+// A table as aligned text (the first `left` columns padded right, the others left) and as
+// markdown rows.
+function textTable(head, body, left) {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map(b => b[i].length)));
+  const line = cells => cells.map((c, i) => (i < left ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [ line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line) ];
+}
+
+function mdTable(head, body, left) {
+  return [ `| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < left ? ' --- ' : ' ---: ')).join('|')}|`, ...body.map(b => `| ${b.join(' | ')} |`) ];
+}
+
 function build(results) {
   const rs = rows(results);
   const byId = Object.fromEntries(rs.map(r => [ r.m.id, r ]));
@@ -110,23 +122,18 @@ function build(results) {
     fmtRatio(r.ratio) + (r.ratio == null ? '' : r.m.better === 'higher' ? ' ↑' : ' ↓'),
     r.ofLimit == null ? '–' : `${(r.ofLimit * 100).toFixed(0)}%`,
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map(b => b[i].length)));
-  const line = cells => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const m = results.machine;
   const about = `${results.quick ? 'QUICK (smoke) run' : 'Full run'} ${results.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpus} × ${m.model} (${m.memGiB} GiB), Linux ${m.kernel}, Node ${m.node}; egg ${results.versions.egg}, egg-cluster ${results.versions.eggCluster}, egg-cluster-rs ${results.versions.eggClusterRs}`;
   const legend = '↑ higher is better, ↓ lower is better; "rs of limit": egg-cluster-rs as a share of two plain Node processes over direct IPC (no master). Throughput counts messages delivered (a fan-out to N apps is N deliveries); master CPU is utime+stime of the master per delivered message.';
   const tlines = targets.map(t => `${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${fmtRatio(t.ratio)} (want ${t.want})`);
   const split = cpuSplit(results);
-  const sw = SPLIT_HEAD.map((h, i) => Math.max(h.length, ...split.map(b => b[i].length)));
-  const sline = cells => cells.map((c, i) => (i < 2 ? c.padEnd(sw[i]) : c.padStart(sw[i]))).join('  ');
-  const splitText = split.length ? [ '', 'Where the CPU goes in the throughput bursts:', sline(SPLIT_HEAD), sline(sw.map(w => '-'.repeat(w))), ...split.map(sline), SPLIT_LEGEND ] : [];
-  const splitMd = split.length ? [ '', `| ${SPLIT_HEAD.join(' | ')} |`, `|${SPLIT_HEAD.map((h, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`, ...split.map(b => `| ${b.join(' | ')} |`), '', SPLIT_LEGEND ] : [];
-  const text = [ about, '', line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line), '', legend, ...splitText, '', 'Targets (egg-cluster-rs / egg-cluster, same run):', ...tlines,
+  const splitText = split.length ? [ '', 'Where the CPU goes in the throughput bursts:', ...textTable(SPLIT_HEAD, split, 2), SPLIT_LEGEND ] : [];
+  const splitMd = split.length ? [ '', ...mdTable(SPLIT_HEAD, split, 2), '', SPLIT_LEGEND ] : [];
+  const text = [ about, '', ...textTable(head, body, 3), '', legend, ...splitText, '', 'Targets (egg-cluster-rs / egg-cluster, same run):', ...tlines,
     '', `${targets.filter(t => t.pass).length} PASS, ${targets.filter(t => !t.pass).length} MISS` ].join('\n');
   const md = [
     `${about}.`, '',
-    `| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < 3 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...body.map(b => `| ${b.join(' | ')} |`), '', legend, ...splitMd, '',
+    ...mdTable(head, body, 3), '', legend, ...splitMd, '',
     '| target | rs / egg-cluster | result |', '| --- | ---: | --- |',
     ...targets.map(t => `| ${t.text}, want ${t.want} | ${fmtRatio(t.ratio)} | ${t.pass ? 'PASS' : 'MISS'} |`), '',
   ].join('\n');
