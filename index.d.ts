@@ -77,6 +77,8 @@ export interface WorkerSnapshot {
   droppedMessages: number;
   /** Bytes waiting in the worker's outbound queue. */
   queuedBytes: number;
+  /** Malformed lines read from the worker (`ERR_BAD_MESSAGE` is emitted at the 1st, 2nd, 4th, … one). */
+  badLines: number;
 }
 
 /** Node cluster's `listening` address. */
@@ -105,7 +107,14 @@ export declare class WorkerPool extends EventEmitter {
    * null after `timeout` ms. Once per worker.
    */
   readStartup(id: number, timeout: number): string | null;
-  /** Routes an envelope with egg's rules; `msg.from` defaults to 'master'. */
+  /**
+   * Routes an envelope with egg's rules (the core's router, the only one) and returns the `to` it
+   * chose, or null when the envelope names nobody egg knows. Messages for workers are queued with
+   * everything else sent in this tick, as one unit; one for the master or the parent is the
+   * caller's to deliver. `msg.from` defaults to 'master'.
+   */
+  route(msg: MessageEnvelope): 'master' | 'parent' | 'agent' | 'app' | null;
+  /** `route`, for messages to workers; returns this. */
   send(msg: MessageEnvelope): this;
   /** Sends a message to one worker as is. False when it was dropped. */
   sendToWorker(pid: number, msg: unknown): boolean;

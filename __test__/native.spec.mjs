@@ -309,6 +309,45 @@ test.serial('route from the master reaches the app workers', async t => {
   }
 });
 
+test.serial("route returns the router's `to`; what goes to the master or the parent is left to the caller", async t => {
+  const { spawn, ready, cluster, wait, events } = start(t);
+  const agent = spawn('agent');
+  const app = spawn('app');
+  await Promise.all([ ready(agent.pid), ready(app.pid) ]);
+  const route = msg => cluster.route('master', JSON.stringify(msg));
+  t.is(route({ action: 'x', to: 'parent' }), 'parent');
+  t.is(route({ action: 'x', receiverPid: String(process.pid) }), 'master');
+  t.is(route({ action: 'x', receiverPid: 0, receiverWorkerId: app.pid }), 'app');
+  t.is(route({ action: 'x', receiverPid: agent.pid, to: 'app' }), 'agent');
+  t.is(route({ action: 'x', to: 'nobody-egg-knows' }), null);
+  t.is(route({ action: 'x' }), null);
+  t.is(cluster.route('parent', JSON.stringify({ action: 'x' })), 'master');
+  // the app worker got the one addressed to it by worker id, the agent the one by pid
+  await wait(ev => ev.kind === 'message' && ev.pid === app.pid && JSON.parse(ev.data).data?.msg?.receiverWorkerId === app.pid, 'receiverWorkerId');
+  await wait(ev => ev.kind === 'message' && ev.pid === agent.pid && JSON.parse(ev.data).data?.msg?.to === 'agent', 'receiverPid of the agent');
+  // nothing for the master or the parent came back as an event
+  t.false(events.some(ev => ev.kind === 'message' && ev.pid === 0));
+});
+
+test.serial('a unit opened with openUnit reaches its recipients only at commitUnit, in call order', async t => {
+  const { spawn, ready, cluster, wait, events } = start(t);
+  const app = spawn('app');
+  await ready(app.pid);
+  const got = () => events.filter(ev => ev.kind === 'message' && ev.pid === app.pid && JSON.parse(ev.data).action === 'got')
+    .map(ev => JSON.parse(ev.data).data.msg.action);
+  cluster.openUnit();
+  cluster.route('master', JSON.stringify({ action: 'unit-1', to: 'app' }));
+  t.true(cluster.sendRaw(app.pid, JSON.stringify({ action: 'unit-2' })));
+  cluster.route('master', JSON.stringify({ action: 'unit-3', receiverPid: app.pid }));
+  // time goes by (another worker starts and reports) while the unit is held
+  const other = spawn('agent');
+  await ready(other.pid);
+  t.deepEqual(got(), []);
+  cluster.commitUnit();
+  await wait(() => got().includes('unit-3'), 'the unit');
+  t.deepEqual(got(), [ 'unit-1', 'unit-2', 'unit-3' ]);
+});
+
 test.serial('a message routed to the parent is an event with to: parent', async t => {
   const { spawn, ready, ctl, wait } = start(t);
   const { pid } = spawn('agent');
@@ -339,8 +378,9 @@ test.serial('workers() lists each live worker with id, pid, kind, state, exitedA
   t.is(list.length, 2);
   for (const w of list) {
     t.deepEqual(Object.keys(w).sort(),
-      [ 'droppedMessages', 'exitedAfterDisconnect', 'id', 'kind', 'pid', 'queuedBytes', 'state' ]);
+      [ 'badLines', 'droppedMessages', 'exitedAfterDisconnect', 'id', 'kind', 'pid', 'queuedBytes', 'state' ]);
     t.is(w.exitedAfterDisconnect, false);
+    t.is(w.badLines, 0);
     t.is(w.droppedMessages, 0);
     t.is(typeof w.queuedBytes, 'number');
     t.is(w.state, 'online');

@@ -18,18 +18,15 @@
  * Messages between workers never come up here: the Rust core routes them.
  * What reaches this object is what egg sends to the master (emitted on the
  * Master as `master.emit(action, data)`) and to the parent (`process.send`).
- * Messages the master itself sends to the master or the parent are delivered
- * synchronously, as egg-cluster does; everything else goes to the core.
+ * Every envelope, the master's own included, is routed by the core (the one
+ * router); what it sends to the master or the parent is delivered here,
+ * synchronously, as egg-cluster does.
  */
 
 function normalize(msg) {
   if (typeof msg === 'string') return { action: msg, data: msg };
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return null;
   return msg;
-}
-
-function truthy(value) {
-  return value !== undefined && value !== null && value !== '' && value !== 0 && value !== false;
 }
 
 class Messenger {
@@ -56,42 +53,20 @@ class Messenger {
     pool.on('parent', msg => this.sendToParent(msg));
   }
 
-  _agentPid() {
-    for (const w of this.pool.workers()) {
-      if (w.kind === 'agent' && (w.state === 'starting' || w.state === 'online' || w.state === 'listening')) return w.pid;
-    }
-    return undefined;
-  }
-
   /**
-   * Sends `{action, data, to, from, receiverPid}` with egg's rules:
-   * `receiverPid` decides `to`; without `to`, agent → app, app → agent,
-   * parent → master.
+   * Sends `{action, data, to, from, receiverPid}`. Where it goes is decided by the core's router
+   * with egg's rules (`receiverPid` decides `to`; without `to`, agent → app, app → agent,
+   * parent → master); this stamps `from`, writes the chosen `to` back as egg-cluster does, and
+   * delivers what the router sends to the master or the parent.
    */
   send(data) {
     if (!data.from) data.from = 'master';
-    const receiver = truthy(data.receiverPid) ? data.receiverPid : data.receiverWorkerId;
-    if (truthy(receiver)) {
-      const pid = String(receiver);
-      if (pid === String(process.pid)) {
-        data.to = 'master';
-      } else if (pid === String(this._agentPid())) {
-        data.to = 'agent';
-      } else {
-        data.to = 'app';
-      }
-    }
-    if (!data.to) {
-      if (data.from === 'agent') data.to = 'app';
-      if (data.from === 'app') data.to = 'agent';
-      if (data.from === 'parent') data.to = 'master';
-    }
-    if (data.to === 'master') {
+    const to = this.pool.route(data);
+    if (to) data.to = to;
+    if (to === 'master') {
       this.sendToMaster(data);
-    } else if (data.to === 'parent') {
+    } else if (to === 'parent') {
       this.sendToParent(data);
-    } else if (data.to === 'app' || data.to === 'agent') {
-      this.pool.send(data);
     }
     return this;
   }

@@ -82,6 +82,11 @@ class WorkerPool extends EventEmitter {
     this._workers = new Map(); // pid -> worker
     this._keepAlive = null;
     this._closed = false;
+    this._unitOpen = false;
+    this._commitUnit = () => {
+      this._unitOpen = false;
+      if (!this._closed) this._native.commitUnit();
+    };
     this._native = new NativeCluster({
       maxLineBytes: positive('maxLineBytes', options.maxLineBytes),
       queueBytes: positive('queueBytes', options.queueBytes),
@@ -150,13 +155,23 @@ class WorkerPool extends EventEmitter {
   }
 
   /**
-   * Routes an egg envelope `{action, data, to, receiverPid}` with egg's rules.
+   * Routes an egg envelope `{action, data, to, receiverPid, receiverWorkerId}` with egg's rules,
+   * decided by the core's router (the only one), and returns the `to` it chose: 'master',
+   * 'parent', 'agent', 'app', or null when the message names nobody egg knows. Messages for
+   * workers are queued; one for the master or the parent is the caller's to deliver.
    * `msg.from` says on whose behalf (default 'master').
+   * @param {object} msg - the envelope
+   * @return {string|null} the `to` chosen
    */
+  route(msg) {
+    if (this._closed) return null;
+    this._openUnit();
+    return this._native.route(msg.from || 'master', JSON.stringify(msg));
+  }
+
+  /** `route` for callers that only send to workers: returns this. */
   send(msg) {
-    if (this._closed) return this;
-    const from = msg.from || 'master';
-    this._native.route(from, JSON.stringify(msg));
+    this.route(msg);
     return this;
   }
 
@@ -164,6 +179,7 @@ class WorkerPool extends EventEmitter {
   sendToWorker(pid, msg) {
     if (this._closed) return false;
     try {
+      this._openUnit();
       return this._native.sendRaw(pid, JSON.stringify(msg));
     } catch (err) {
       return false;
@@ -174,10 +190,23 @@ class WorkerPool extends EventEmitter {
     const worker = this._workers.get(pid);
     if (worker) worker.exitedAfterDisconnect = true;
     try {
+      this._openUnit();
       this._native.disconnect(pid);
     } catch (_) {
       // already gone
     }
+  }
+
+  /**
+   * Everything this process sends to workers during one tick is one unit (DESIGN.md, delivery
+   * guarantee 2): the core holds it back until the tick ends, then queues all of it for its
+   * recipients before it relays anything a worker sends in answer.
+   */
+  _openUnit() {
+    if (this._unitOpen) return;
+    this._unitOpen = true;
+    this._native.openUnit();
+    process.nextTick(this._commitUnit);
   }
 
   kill(pid, signal = 'SIGTERM') {

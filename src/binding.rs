@@ -99,6 +99,8 @@ pub struct NativeWorkerInfo {
   pub exited_after_disconnect: bool,
   /// Messages dropped because the worker's queue stayed full.
   pub dropped_messages: f64,
+  /// Malformed lines read from the worker (reported at the 1st, 2nd, 4th, … one).
+  pub bad_lines: f64,
   /// Bytes waiting in the worker's outbound queue.
   pub queued_bytes: f64,
 }
@@ -377,9 +379,13 @@ impl NativeCluster {
   }
 
   /// Routes an egg envelope (JSON text) on behalf of `from` (`'master'`,
-  /// `'parent'`, or `'agent'`/`'app'` for messages the master relays for them).
+  /// `'parent'`, or `'agent'`/`'app'` for messages the master relays for them)
+  /// with egg's rules, and returns the `to` they chose (`'master'`,
+  /// `'parent'`, `'agent'`, `'app'`, or null when it names nobody egg knows).
+  /// A message for workers is queued (in the open unit, if any); one for the
+  /// master or the parent is the caller's to deliver.
   #[napi]
-  pub fn route(&self, from: String, json: String) -> Result<(), String> {
+  pub fn route(&self, from: String, json: String) -> Result<Option<&'static str>, String> {
     let sender = Sender::parse(&from).ok_or_else(|| {
       invalid(format!(
         "from must be 'master', 'parent', 'agent' or 'app', got {from:?}"
@@ -389,6 +395,22 @@ impl NativeCluster {
       .core()?
       .route(sender, json.into_bytes())
       .map_err(to_napi)
+  }
+
+  /// Opens a unit: what `route`, `sendRaw` and `disconnect` send until
+  /// `commitUnit` reaches its recipients together, before the core relays
+  /// anything a worker sends after reading part of it. Call it at the start
+  /// of a tick and `commitUnit` at its end.
+  #[napi]
+  pub fn open_unit(&self) -> Result<(), String> {
+    self.core()?.open_unit();
+    Ok(())
+  }
+
+  /// Queues the open unit for its recipients (nothing when none is open).
+  #[napi]
+  pub fn commit_unit(&self) -> Result<(), String> {
+    self.core()?.commit_unit().map_err(to_napi)
   }
 
   /// Sends JSON text to one worker as is (no routing). Returns false when the
@@ -457,6 +479,7 @@ impl NativeCluster {
           state: w.state.as_str().to_owned(),
           exited_after_disconnect: w.exited_after_disconnect,
           dropped_messages: w.dropped_messages as f64,
+          bad_lines: w.bad_lines as f64,
           queued_bytes: w.queued_bytes as f64,
         })
         .collect(),

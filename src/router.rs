@@ -158,6 +158,68 @@ mod tests {
     }
   }
 
+  /// The whole path a line takes, from its JSON text: egg-cluster 2.x's
+  /// rules, with `receiverPid` as a string (what egg sends) or a number (the
+  /// same pid: beyond egg-cluster, which compares strings and so would send
+  /// a number nowhere), and egg 4's `receiverWorkerId` when `receiverPid` is
+  /// falsy.
+  #[test]
+  fn every_rule_from_the_json_text() {
+    use crate::ipc::message::{parse_line, Incoming};
+    #[rustfmt::skip]
+    let table: &[(Sender, &str, Option<&str>, Destination)] = &[
+      // no receiver: `to`, else the sender's default
+      (FromApp, r#"{"action":"a"}"#, Some("agent"), Agent),
+      (FromAgent, r#"{"action":"a"}"#, Some("app"), Apps),
+      (FromParent, r#"{"action":"a"}"#, Some("master"), Master),
+      (FromMaster, r#"{"action":"a"}"#, None, Nowhere),
+      (FromApp, r#""a-bare-string""#, Some("agent"), Agent),
+      (FromApp, r#"{"action":"a","to":"parent"}"#, Some("parent"), Parent),
+      (FromMaster, r#"{"action":"a","to":"app"}"#, Some("app"), Apps),
+      (FromMaster, r#"{"action":"a","to":"agent"}"#, Some("agent"), Agent),
+      (FromApp, r#"{"action":"a","to":"elsewhere"}"#, Some("elsewhere"), Nowhere),
+      // falsy `to` is no `to`
+      (FromApp, r#"{"action":"a","to":""}"#, Some("agent"), Agent),
+      (FromAgent, r#"{"action":"a","to":null}"#, Some("app"), Apps),
+      (FromApp, r#"{"action":"a","to":0}"#, Some("agent"), Agent),
+      // receiverPid, as a string: the master's pid, the agent's, an app's, unknown
+      (FromApp, r#"{"action":"a","receiverPid":"100"}"#, Some("master"), Master),
+      (FromApp, r#"{"action":"a","receiverPid":"200","to":"app"}"#, Some("agent"), Agent),
+      (FromAgent, r#"{"action":"a","receiverPid":"301"}"#, Some("app"), AppPid(301)),
+      (FromMaster, r#"{"action":"a","receiverPid":"302","to":"agent"}"#, Some("app"), AppPid(302)),
+      (FromParent, r#"{"action":"a","receiverPid":"303"}"#, Some("app"), AppPid(303)),
+      (FromApp, r#"{"action":"a","receiverPid":"not-a-pid"}"#, Some("app"), Nowhere),
+      (FromApp, r#"{"action":"a","receiverPid":{"pid":1}}"#, Some("app"), Nowhere),
+      // ... and as a number
+      (FromAgent, r#"{"action":"a","receiverPid":100}"#, Some("master"), Master),
+      (FromApp, r#"{"action":"a","receiverPid":200}"#, Some("agent"), Agent),
+      (FromAgent, r#"{"action":"a","receiverPid":304}"#, Some("app"), AppPid(304)),
+      (FromAgent, r#"{"action":"a","receiverPid":-5}"#, Some("app"), Nowhere),
+      // falsy receiverPid is none
+      (FromApp, r#"{"action":"a","receiverPid":""}"#, Some("agent"), Agent),
+      (FromApp, r#"{"action":"a","receiverPid":0,"to":"app"}"#, Some("app"), Apps),
+      (FromAgent, r#"{"action":"a","receiverPid":null}"#, Some("app"), Apps),
+      // egg 4's receiverWorkerId, when receiverPid is falsy
+      (FromAgent, r#"{"action":"a","receiverWorkerId":"305"}"#, Some("app"), AppPid(305)),
+      (FromAgent, r#"{"action":"a","receiverPid":0,"receiverWorkerId":306}"#, Some("app"), AppPid(306)),
+      (FromAgent, r#"{"action":"a","receiverPid":"","receiverWorkerId":"200"}"#, Some("agent"), Agent),
+      (FromApp, r#"{"action":"a","receiverPid":"307","receiverWorkerId":"200"}"#, Some("app"), AppPid(307)),
+      (FromApp, r#"{"action":"a","receiverPid":null,"receiverWorkerId":0}"#, Some("agent"), Agent),
+    ];
+    for &(from, json, want_to, want_dest) in table {
+      let Ok(Incoming::User(env)) = parse_line(json.as_bytes()) else {
+        panic!("{json} is a user message");
+      };
+      let to = env.to();
+      let r = route(from, to.as_deref(), env.receiver_pid(), MASTER, Some(AGENT));
+      assert_eq!(
+        (r.to, r.destination),
+        (want_to, want_dest),
+        "{from:?} {json}"
+      );
+    }
+  }
+
   #[test]
   fn without_an_agent_a_pid_is_an_app_pid() {
     let r = route(FromApp, None, Some(ReceiverPid::Pid(AGENT)), MASTER, None);

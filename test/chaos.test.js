@@ -29,6 +29,7 @@ describe('test/chaos.test.js', function() {
     assert.deepStrictEqual(figures.failures, [], lines.join('\n'));
     assert(figures.killsSurvived >= 10, `${figures.killsSurvived} kills`);
     assert(figures.messagesChecked > 1000, `${figures.messagesChecked} messages checked`);
+    assert(figures.roundAnswersChecked > 1000, `${figures.roundAnswersChecked} round answers checked`);
   });
 
   // The cause of a lost slot seen in the long form: a reforked worker's listen failed with

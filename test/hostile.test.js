@@ -92,6 +92,16 @@ describe('test/hostile.test.js', () => {
       await roundTrip(h, agent, good);
     });
 
+    it('a flood of malformed lines is counted, and reported at the 1st, 2nd, 4th, 8th… line only', async () => {
+      const after = unique('after-flood');
+      h.ctl(bad.pid, 'raw', { text: 'garbage\n'.repeat(100), after: { action: after } });
+      await h.got(agent.pid, m => m.action === after, 10000, "the bad worker's next message");
+      const reports = h.all('error', e => e.pid === bad.pid && e.code === 'ERR_BAD_MESSAGE');
+      assert.deepStrictEqual(reports.map(e => Number(/\((\d+) malformed/.exec(e.message)[1])), [ 1, 2, 4, 8, 16, 32, 64 ]);
+      assert.strictEqual(h.pool.workers().find(w => w.pid === bad.pid).badLines, 100);
+      await roundTrip(h, agent, good);
+    });
+
     it('an empty line is not a message and does not stop the worker that sent it', async () => {
       const after = unique('after-empty');
       h.ctl(bad.pid, 'raw', { text: '\n\n', after: { action: after } });

@@ -207,6 +207,26 @@ pub enum ReceiverPid {
   Unknown,
 }
 
+/// The receiver a `receiverPid` value names, or None when it is falsy in JS
+/// terms. A number names the same pid as its decimal string.
+fn receiver_of(raw: Raw<'_>) -> Option<ReceiverPid> {
+  let text = raw.get();
+  if text.starts_with('{') || text.starts_with('[') {
+    // truthy in JS, and never a pid (not decoded: it may be nested deep)
+    return Some(ReceiverPid::Unknown);
+  }
+  let value: serde_json::Value = serde_json::from_str(text).ok()?;
+  let pid = match &value {
+    serde_json::Value::String(s) if s.is_empty() => return None,
+    serde_json::Value::String(s) => s.parse::<u32>().ok(),
+    serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => return None,
+    serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+    serde_json::Value::Null | serde_json::Value::Bool(false) => return None,
+    _ => None,
+  };
+  Some(pid.map_or(ReceiverPid::Unknown, ReceiverPid::Pid))
+}
+
 impl<'a> Envelope<'a> {
   /// `to` as egg reads it: a falsy value (absent, `""`, `null`, `false`,
   /// `0`) is no `to` at all; a truthy value that is not a string names no
@@ -234,27 +254,15 @@ impl<'a> Envelope<'a> {
     }
   }
 
-  /// `receiverPid`, or egg 4's `receiverWorkerId`, when truthy in JS terms.
+  /// Who the message names: `receiverPid` when it is truthy in JS terms,
+  /// else egg 4's `receiverWorkerId` when that is.
   pub fn receiver_pid(&self) -> Option<ReceiverPid> {
     let Envelope::Object(o) = self else {
       return None;
     };
-    let raw = o.get("receiverPid").or_else(|| o.get("receiverWorkerId"))?;
-    let text = raw.get();
-    if text.starts_with('{') || text.starts_with('[') {
-      // truthy in JS, and never a pid (not decoded: it may be nested deep)
-      return Some(ReceiverPid::Unknown);
-    }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let pid = match &value {
-      serde_json::Value::String(s) if s.is_empty() => return None,
-      serde_json::Value::String(s) => s.parse::<u32>().ok(),
-      serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => return None,
-      serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-      serde_json::Value::Null | serde_json::Value::Bool(false) => return None,
-      _ => None,
-    };
-    Some(pid.map_or(ReceiverPid::Unknown, ReceiverPid::Pid))
+    ["receiverPid", "receiverWorkerId"]
+      .into_iter()
+      .find_map(|key| o.get(key).and_then(receiver_of))
   }
 
   /// The line a receiver gets: the same members with `from` and `to` set,

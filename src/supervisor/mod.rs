@@ -10,6 +10,7 @@
 //! waiter. Must never: block the caller's thread beyond fork/exec, panic on
 //! worker data, or buffer without bound.
 
+mod delivery;
 mod outbox;
 
 pub use outbox::Pushed;
@@ -29,6 +30,7 @@ use crate::ipc::message::{parse_line, parse_source, Envelope, Incoming, RawObjec
 use crate::listen::{Listeners, Policy};
 use crate::router::{self, Destination, Sender};
 use crate::sys::{self, SockName};
+use delivery::{tick_pause, RelayGate, Staged};
 use outbox::{HandleReply, Outbox};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +187,8 @@ pub struct Worker {
   state: AtomicU8,
   exited_after_disconnect: AtomicBool,
   outbox: Outbox,
+  /// Malformed lines read from this worker.
+  bad_lines: AtomicU64,
   seq: AtomicU64,
   exit: ExitWatch,
   sock: Arc<AsyncFd<OwnedFd>>,
@@ -217,6 +221,10 @@ impl Worker {
 
   pub fn queued_bytes(&self) -> usize {
     self.outbox.queued_bytes()
+  }
+
+  pub fn bad_lines(&self) -> u64 {
+    self.bad_lines.load(Ordering::Relaxed)
   }
 
   fn live(&self) -> bool {
@@ -269,6 +277,8 @@ pub(crate) struct Shared {
   read_bytes: AtomicU64,
   /// Bytes of messages for the master or the parent on their way to JavaScript.
   event_budget: Arc<EventBudget>,
+  /// Closed while a unit is being queued (see `delivery`).
+  relay_gate: RelayGate,
 }
 
 /// Bounds the bytes of `to: master` / `to: parent` messages waiting for
@@ -336,15 +346,13 @@ impl Event {
   }
 }
 
-/// Messages from JavaScript to route, in order.
 /// Work queued by JavaScript calls, done in call order. Recipients are
 /// resolved when the call is made, so a worker forked after a send never
 /// receives it (as with Node's cluster).
 enum MasterWork {
-  Deliver {
-    targets: Vec<Arc<Worker>>,
-    lines: Bytes,
-  },
+  /// What JavaScript sent in one tick (or one call outside a unit), queued
+  /// for its recipients as one unit.
+  Unit(Vec<Staged>),
   Emit(Event),
 }
 
@@ -355,6 +363,8 @@ pub struct Core {
   stop: Option<tokio::sync::oneshot::Sender<()>>,
   shared: Arc<Shared>,
   master_tx: mpsc::UnboundedSender<MasterWork>,
+  /// The unit JavaScript is filling, between `open_unit` and `commit_unit`.
+  unit: std::sync::Mutex<Option<Vec<Staged>>>,
   /// Read ends of startup pipes, by worker id, until `read_startup` takes them.
   startup: std::sync::Mutex<HashMap<u32, OwnedFd>>,
 }
@@ -369,6 +379,7 @@ pub struct WorkerInfo {
   pub exited_after_disconnect: bool,
   pub dropped_messages: u64,
   pub queued_bytes: usize,
+  pub bad_lines: u64,
 }
 
 impl Core {
@@ -409,6 +420,7 @@ impl Core {
       closed: AtomicBool::new(false),
       read_bytes: AtomicU64::new(0),
       event_budget: Arc::new(EventBudget::default()),
+      relay_gate: RelayGate::default(),
     });
     rt.spawn(trim_after_bursts(shared.clone()));
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
@@ -416,11 +428,10 @@ impl Core {
     rt.spawn(async move {
       while let Some(work) = master_rx.recv().await {
         match work {
-          MasterWork::Deliver { targets, lines } => {
-            for t in &targets {
-              s.deliver(t, lines.clone(), 1).await;
-            }
-            s.master_backlog.fetch_sub(lines.len(), Ordering::AcqRel);
+          MasterWork::Unit(unit) => {
+            s.commit(&unit, tick_pause()).await;
+            let bytes: usize = unit.iter().map(Staged::message_bytes).sum();
+            s.master_backlog.fetch_sub(bytes, Ordering::AcqRel);
           }
           MasterWork::Emit(event) => s.emit_message(event).await,
         }
@@ -432,6 +443,7 @@ impl Core {
         stop: Some(stop),
         shared,
         master_tx,
+        unit: std::sync::Mutex::new(None),
         startup: std::sync::Mutex::new(HashMap::new()),
       },
       events_rx,
@@ -548,6 +560,7 @@ impl Core {
       kind: spec.kind,
       state: AtomicU8::new(WorkerState::Starting as u8),
       exited_after_disconnect: AtomicBool::new(false),
+      bad_lines: AtomicU64::new(0),
       seq: AtomicU64::new(0),
       exit: exit_rx,
       sock: sock.clone(),
@@ -596,70 +609,116 @@ impl Core {
     Ok((id, pid))
   }
 
-  /// Routes a message from the master or the parent (JSON text).
-  pub fn route(&self, from: Sender, line: Vec<u8>) -> Result<()> {
-    let work = match parse_line(&line) {
-      Ok(Incoming::User(env)) => {
-        let route = self.shared.route_of(from, &env);
-        match route.destination {
-          Destination::Nowhere => None,
-          Destination::Master | Destination::Parent => {
-            Some(MasterWork::Emit(message_event(from, None, &env, route)))
-          }
-          destination => {
-            let mut lines = Vec::new();
-            let source = std::str::from_utf8(&line).unwrap_or("");
-            env.encode_spliced(source, &mut lines, from.as_str(), route.to.unwrap_or(""));
-            let lines = Bytes::from(lines);
-            let targets = self.shared.targets(destination);
-            (!targets.is_empty()).then_some(MasterWork::Deliver { targets, lines })
-          }
-        }
-      }
+  /// Routes a message from the master or the parent (JSON text), and
+  /// returns the `to` the router chose when it is one of egg's names. A
+  /// message for workers is staged in the open unit (or queued as a unit of
+  /// its own); one for the master or the parent is left to the caller, who
+  /// delivers it at once, as egg-cluster does.
+  pub fn route(&self, from: Sender, line: Vec<u8>) -> Result<Option<&'static str>> {
+    let env = match parse_line(&line) {
+      Ok(Incoming::User(env)) => env,
       Ok(Incoming::Internal { cmd, .. }) => {
         tracing::debug!(%cmd, "internal message from {} not routed", from.as_str());
-        None
+        return Ok(None);
       }
       Err(e) => {
         let message = format!("a message from {} is malformed: {e}", from.as_str());
         tracing::warn!("{message}");
-        Some(MasterWork::Emit(Event::Error {
+        let error = Event::Error {
           id: None,
           pid: None,
           code: "ERR_BAD_MESSAGE",
           message,
-        }))
+        };
+        self
+          .master_tx
+          .send(MasterWork::Emit(error))
+          .map_err(|_| CoreError::Closed)?;
+        return Ok(None);
       }
     };
-    match work {
-      Some(work) => self.queue_master_work(work),
-      None => Ok(()),
+    let route = self.shared.route_of(from, &env);
+    let to = route.to.filter(|&to| to != "?");
+    match route.destination {
+      Destination::Nowhere | Destination::Master | Destination::Parent => return Ok(to),
+      destination => {
+        let targets = self.shared.targets(destination);
+        if !targets.is_empty() {
+          let mut lines = Vec::new();
+          let source = std::str::from_utf8(&line).unwrap_or("");
+          env.encode_spliced(source, &mut lines, from.as_str(), route.to.unwrap_or(""));
+          self.stage(Staged::Lines {
+            targets,
+            lines: Bytes::from(lines),
+            messages: 1,
+          })?;
+        }
+      }
+    }
+    Ok(to)
+  }
+
+  /// Opens a unit: until `commit_unit`, everything JavaScript sends is held
+  /// back and then queued for its recipients together (DESIGN.md, delivery
+  /// guarantee 2). Opening an open unit does nothing.
+  pub fn open_unit(&self) {
+    if let Ok(mut unit) = self.unit.lock() {
+      unit.get_or_insert_with(Vec::new);
     }
   }
 
-  /// Queues work for the master task. Sends wait there for room in their
-  /// targets' queues; what waits here is bounded too: past
-  /// `MASTER_BACKLOG_BYTES` a send is dropped with an `ERR_QUEUE_FULL` error.
-  fn queue_master_work(&self, work: MasterWork) -> Result<()> {
-    if let MasterWork::Deliver { lines, .. } = &work {
-      let size = lines.len();
-      let backlog = self.shared.master_backlog.fetch_add(size, Ordering::AcqRel) + size;
-      if backlog > MASTER_BACKLOG_BYTES {
-        self.shared.master_backlog.fetch_sub(size, Ordering::AcqRel);
-        let message = format!(
-          "the master's own sends are {backlog} bytes behind its workers' queues; dropped one of {size} bytes"
-        );
-        tracing::warn!("{message}");
-        let _ = self.master_tx.send(MasterWork::Emit(Event::Error {
-          id: None,
-          pid: None,
-          code: "ERR_QUEUE_FULL",
-          message,
-        }));
-        return Ok(());
-      }
+  /// Hands the open unit to the I/O thread. Without an open unit, nothing.
+  pub fn commit_unit(&self) -> Result<()> {
+    let staged = self.unit.lock().ok().and_then(|mut unit| unit.take());
+    match staged {
+      Some(staged) if !staged.is_empty() => self
+        .master_tx
+        .send(MasterWork::Unit(staged))
+        .map_err(|_| CoreError::Closed),
+      _ => Ok(()),
     }
-    self.master_tx.send(work).map_err(|_| CoreError::Closed)
+  }
+
+  /// Adds one send to the open unit, or queues it as a unit of its own.
+  /// Messages are bounded: past `MASTER_BACKLOG_BYTES` waiting for room in
+  /// workers' queues, a send is dropped with an `ERR_QUEUE_FULL` error.
+  fn stage(&self, item: Staged) -> Result<()> {
+    let size = item.message_bytes();
+    let backlog = self.shared.master_backlog.fetch_add(size, Ordering::AcqRel) + size;
+    if backlog > MASTER_BACKLOG_BYTES {
+      self.shared.master_backlog.fetch_sub(size, Ordering::AcqRel);
+      let message = format!(
+        "the master's own sends are {backlog} bytes behind its workers' queues; dropped one of {size} bytes"
+      );
+      tracing::warn!("{message}");
+      let _ = self.master_tx.send(MasterWork::Emit(Event::Error {
+        id: None,
+        pid: None,
+        code: "ERR_QUEUE_FULL",
+        message,
+      }));
+      return Ok(());
+    }
+    let single = {
+      let mut unit = self.unit.lock().map_err(|_| CoreError::Closed)?;
+      match unit.as_mut() {
+        Some(open) => {
+          open.push(item);
+          None
+        }
+        None => Some(item),
+      }
+    };
+    if let Some(pause) = tick_pause() {
+      std::thread::sleep(pause);
+    }
+    match single {
+      Some(item) => self
+        .master_tx
+        .send(MasterWork::Unit(vec![item]))
+        .map_err(|_| CoreError::Closed),
+      None => Ok(()),
+    }
   }
 
   fn worker_by_pid(&self, pid: u32) -> Result<Arc<Worker>> {
@@ -671,8 +730,8 @@ impl Core {
       .ok_or(CoreError::NoSuchWorker(pid))
   }
 
-  /// Sends raw JSON to one worker (by pid), bypassing routing.
-  /// Queued behind earlier `route` calls, so the two keep their order.
+  /// Sends raw JSON to one worker (by pid), bypassing routing; staged like
+  /// `route`, so the two keep their order.
   pub fn send_raw(&self, pid: u32, mut line: Vec<u8>) -> Result<Pushed> {
     let w = self.worker_by_pid(pid)?;
     if !w.live() {
@@ -682,14 +741,16 @@ impl Core {
       return Ok(Pushed::Dropped);
     }
     line.push(b'\n');
-    self.queue_master_work(MasterWork::Deliver {
+    self.stage(Staged::Lines {
       targets: vec![w],
       lines: Bytes::from(line),
+      messages: 1,
     })?;
     Ok(Pushed::Queued)
   }
 
-  /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
+  /// Node's `worker.disconnect()` for an app worker (staged like `route`,
+  /// behind what was sent to it before); closes the agent's channel.
   pub fn disconnect(&self, pid: u32) -> Result<()> {
     let w = self.worker_by_pid(pid)?;
     w.exited_after_disconnect.store(true, Ordering::Release);
@@ -697,7 +758,10 @@ impl Core {
       WorkerKind::App => {
         let seq = w.next_seq();
         let line = format!("{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"disconnect\",\"seq\":{seq}}}\n");
-        w.send_protocol(line.into_bytes(), None);
+        self.stage(Staged::Protocol {
+          target: w,
+          line: Bytes::from(line),
+        })?;
       }
       WorkerKind::Agent => sys::shutdown_write(w.sock.get_ref().as_raw_fd()),
     }
@@ -736,6 +800,7 @@ impl Core {
         exited_after_disconnect: w.exited_after_disconnect(),
         dropped_messages: w.dropped_messages(),
         queued_bytes: w.queued_bytes(),
+        bad_lines: w.bad_lines(),
       })
       .collect()
   }
@@ -1013,6 +1078,9 @@ impl Shared {
         break;
       }
       self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+      // what was read while a unit is being queued may answer part of it:
+      // it waits until the whole unit is queued
+      self.relay_gate.wait_open().await;
       let mut data: &[u8] = &buf[..n];
       // room for what was read plus the `from` each relayed line gains, so
       // the batch is allocated once per read instead of grown line by line
@@ -1048,11 +1116,7 @@ impl Shared {
     match parse_source(line) {
       Err(e) => {
         self
-          .error(
-            Some(w),
-            "ERR_BAD_MESSAGE",
-            format!("worker {} sent a malformed message: {e}; dropped it", w.pid),
-          )
+          .bad_line(w, format!("worker {} sent a malformed message: {e}", w.pid))
           .await;
       }
       Ok((text, Incoming::User(env))) => {
@@ -1068,6 +1132,17 @@ impl Shared {
         self.flush(batch).await;
         self.handle_internal(w, &cmd, &object, line).await
       }
+    }
+  }
+
+  /// Counts a malformed line of `w` and reports it (`ERR_BAD_MESSAGE`) at
+  /// the 1st, 2nd, 4th, 8th… one, so a worker writing garbage cannot flood
+  /// the master's log (egg-scripts reads stderr output as a failed start).
+  async fn bad_line(&self, w: &Arc<Worker>, what: String) {
+    let count = w.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
+    if count.is_power_of_two() {
+      let message = format!("{what}; dropped it ({count} malformed line(s) from it so far)");
+      self.error(Some(w), "ERR_BAD_MESSAGE", message).await;
     }
   }
 
@@ -1101,11 +1176,10 @@ impl Shared {
             }
             Err(e) => {
               self
-                .error(
-                  Some(w),
-                  "ERR_BAD_MESSAGE",
+                .bad_line(
+                  w,
                   format!(
-                    "worker {} sent a handle with a malformed message: {e}; dropped it",
+                    "worker {} sent a handle with a malformed message: {e}",
                     w.pid
                   ),
                 )
@@ -1191,7 +1265,7 @@ impl Shared {
     }
   }
 
-  /// Hands a batch to the live workers of its destination.
+  /// Hands a batch to the live workers of its destination, as one unit.
   async fn flush(&self, batch: &mut Batch) {
     let Some(destination) = batch.destination.take() else {
       return;
@@ -1200,10 +1274,13 @@ impl Shared {
     if batch.buf.is_empty() {
       return;
     }
-    let bytes = Bytes::from(std::mem::take(&mut batch.buf));
-    for t in &self.targets(destination) {
-      self.deliver(t, bytes.clone(), messages).await;
-    }
+    let lines = Bytes::from(std::mem::take(&mut batch.buf));
+    let unit = [Staged::Lines {
+      targets: self.targets(destination),
+      lines,
+      messages,
+    }];
+    self.commit(&unit, None).await;
   }
 
   /// egg's routing decision for an envelope sent by `from`.
@@ -1244,30 +1321,6 @@ impl Shared {
         .filter(|t| t.pid == pid)
         .collect(),
       Destination::Master | Destination::Parent | Destination::Nowhere => Vec::new(),
-    }
-  }
-
-  /// Queues `lines` (holding `messages` messages) for one worker; a drop is
-  /// counted per message and logged at the first drop and every power of two.
-  async fn deliver(&self, target: &Arc<Worker>, lines: Bytes, messages: u64) {
-    if target.outbox.push(lines, None).await == Pushed::Dropped {
-      // `push` counted one message; count the rest of the batch too.
-      let extra = messages.saturating_sub(1);
-      let after_push = target.outbox.dropped.fetch_add(extra, Ordering::Relaxed);
-      let previous = after_push.saturating_sub(1);
-      let dropped = after_push + extra;
-      if previous == 0 || dropped.ilog2() != previous.ilog2() {
-        self
-          .error(
-            Some(target),
-            "ERR_QUEUE_FULL",
-            format!(
-              "the outbound queue of worker {} stayed full (it is not reading its channel); {dropped} message(s) dropped so far",
-              target.pid
-            ),
-          )
-          .await;
-      }
     }
   }
 }

@@ -11,6 +11,9 @@
  *   - every message sent to a worker that stayed alive arrived exactly once and in order per
  *     sender (sequence numbers: receivers report any gap, duplicate or reordering at once; the
  *     tails of the survivors' streams are compared at the end; sendTo streams from seq 0);
+ *   - the master's sends of one tick stay one unit: every CHAOS_ROUND_MS (20) the master sends
+ *     a round to the apps and the agent in one tick, each answers the other side, and no
+ *     answer may reach a worker before the round that caused it;
  *   - no zombies (a child of the master in state Z for more than 2 s);
  *   - the master's open fd count and RSS are back to their pre-storm level (±10%);
  *   - orphan-proofing: SIGKILL of the master while two app workers spin in a blocked event
@@ -160,6 +163,7 @@ async function runChaos(opts = {}) {
     // known defects); test/chaos.test.js checks that race on its own
     killLast: opts.killLast !== undefined ? opts.killLast : env.CHAOS_KILL_LAST === '1',
     tickMs: Number(opts.tickMs || env.CHAOS_TICK_MS || 50),
+    roundMs: Number(opts.roundMs || env.CHAOS_ROUND_MS || 20),
     burst: Number(opts.burst || env.CHAOS_BURST || 5),
     recoverTimeout: Number(opts.recoverTimeout || 90000),
     log: opts.log || (line => console.log(`[chaos] ${line}`)),
@@ -178,6 +182,8 @@ async function runChaos(opts = {}) {
     appDiedNotices: 0,
     agentDiedNotices: 0,
     messagesChecked: 0,
+    roundsSent: 0,
+    roundAnswersChecked: 0,
     tailMessagesChecked: 0,
     streamsChecked: 0,
     violations: [],
@@ -204,6 +210,7 @@ async function runChaos(opts = {}) {
   const reports = [];
   const waiters = [];
   let masterExit = null;
+  let stopRounds = () => {};
 
   const child = fork(MASTER, [ JSON.stringify({
     baseDir: APP,
@@ -360,6 +367,10 @@ async function runChaos(opts = {}) {
     figures.baseline = await masterLevel();
     log(`baseline: ${figures.baseline.fds} fds, RSS ${MB(figures.baseline.rss)}`);
 
+    // rounds from the master, through the storm and until the load stops
+    const rounds = setInterval(() => send({ action: 'chaos-round', data: figures.roundsSent++ }), o.roundMs);
+    stopRounds = () => clearInterval(rounds);
+
     // the storm
     let lastKill = 0;
     let lastAgentKill = 0;
@@ -444,6 +455,7 @@ async function runChaos(opts = {}) {
     if (figures.after.rss > Math.max(figures.baseline.rss * 1.1, figures.baseline.rss + 16 * MiB)) fail(`the master's RSS went from ${MB(figures.baseline.rss)} to ${MB(figures.after.rss)}`);
 
     // stop the load, let it drain, collect the survivors' reports
+    stopRounds();
     ctl('app', { op: 'stop' });
     ctl('agent', { op: 'stop' });
     await sleep(1500);
@@ -458,8 +470,10 @@ async function runChaos(opts = {}) {
     checkTails(final, figures, fail);
 
     // every figure of messages checked: the survivors' last count, the others' last heartbeat
-    for (const r of final) beats.set(r.pid, { checked: r.checked, violations: r.violations });
+    for (const r of final) beats.set(r.pid, { checked: r.checked, violations: r.violations, roundAnswers: r.roundAnswers });
     figures.messagesChecked = Array.from(beats.values()).reduce((n, b) => n + (b.checked || 0), 0);
+    figures.roundAnswersChecked = Array.from(beats.values()).reduce((n, b) => n + (b.roundAnswers || 0), 0);
+    if (figures.roundsSent && !figures.roundAnswersChecked) fail(`${figures.roundsSent} rounds sent, no answer checked`);
     const reportedViolations = Array.from(beats.values()).reduce((n, b) => n + (b.violations || 0), 0);
     if (figures.violations.length || reportedViolations) {
       fail(`${Math.max(figures.violations.length, reportedViolations)} ordering/delivery violations, ` +
@@ -492,6 +506,7 @@ async function runChaos(opts = {}) {
     fail(err.message);
   } finally {
     clearInterval(sampler);
+    stopRounds();
     // whatever happened: nothing of ours keeps running
     const tree = masterExit ? [] : descendantsOf(masterPid);
     try {
@@ -574,6 +589,7 @@ function printFigures(f, write = console.log) {
   write(`died notices to the parent   ${f.appDiedNotices} app-worker-died, ${f.agentDiedNotices} agent-worker-died`);
   write(`messages checked             ${f.messagesChecked} (in order, exactly once, per sender)`);
   write(`survivor streams checked     ${f.streamsChecked} streams, ${f.tailMessagesChecked} messages, tails complete`);
+  write(`tick rounds                  ${f.roundsSent} sent, ${f.roundAnswersChecked} answers checked after their round`);
   write(`violations                   ${f.violations.length}`);
   write(`zombies (> 2 s)              ${f.zombies.length}`);
   if (f.baseline) write(`master fds   before / after  ${f.baseline.fds} / ${f.after ? f.after.fds : '-'} (max ${f.maxFd})`);

@@ -29,14 +29,16 @@ const app: WorkerRef = pool.forkApp({ exec: '/path/app.js', execPath: process.ex
 const ids: number[] = [ agent.id, app.id, agent.pid, app.pid ];
 
 pool.send({ action: 'hi', data: { n: 1 }, to: 'app' }).send({ action: 'x', receiverPid: app.pid });
+const chosen: 'master' | 'parent' | 'agent' | 'app' | null = pool.route({ action: 'y', receiverWorkerId: app.pid });
 const queued: boolean = pool.sendToWorker(app.pid, { anything: [ 1, 2 ] });
 pool.disconnect(app.pid);
 const signalled: boolean = pool.kill(app.pid, 'SIGTERM');
 const done: Promise<void> = pool.terminate(app.pid, 5000);
 const snapshot: WorkerSnapshot[] = pool.workers();
 const first = snapshot[0];
-const fields: [number, number, string, string, boolean, number, number] = [
+const fields: [number, number, string, string, boolean, number, number, number] = [
   first.id, first.pid, first.kind, first.state, first.exitedAfterDisconnect, first.droppedMessages, first.queuedBytes,
+  first.badLines,
 ];
 const maybe: PoolWorker | undefined = pool.get(app.pid);
 if (maybe) {
@@ -120,4 +122,4 @@ new Master({ workers: 'two' });
 // @ts-expect-error only process mode is described
 startCluster({ startMode: 'threads' });
 
-export { policy, ids, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter };
+export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter };

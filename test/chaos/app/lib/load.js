@@ -7,6 +7,11 @@
 // and expects the next one to be last + 1: anything else is a gap (a lost message), a
 // duplicate or a reordering, and is reported to the driver at once. The driver later compares
 // what the survivors sent with what the survivors received (the tails).
+//
+// Rounds: the master sends round k to the app workers and the agent in one tick; each app
+// worker answers the agent, the agent answers every app worker. An answer to round k must find
+// its receiver already past round k (DESIGN.md, delivery guarantee 2); a worker checks the
+// rounds from the first one it saw (one forked later never got the earlier ones).
 
 const MAX_VIOLATION_REPORTS = 50;
 
@@ -42,6 +47,27 @@ class Load {
     this.streams = new Map();
     this.checked = 0;
     this.violations = 0;
+    // the master's rounds seen (null: none yet) and answers checked against them
+    this.firstRound = null;
+    this.lastRound = null;
+    this.roundAnswers = 0;
+  }
+
+  round(k) {
+    if (typeof k !== 'number') return;
+    if (this.firstRound === null) this.firstRound = k;
+    this.lastRound = k;
+    if (this.role === 'agent') this.messenger.sendToApp('chaos-round-answer', k);
+    else this.messenger.sendToAgent('chaos-round-answer', k);
+  }
+
+  roundAnswer(k) {
+    if (typeof k !== 'number' || this.firstRound === null || k < this.firstRound) return;
+    if (k > this.lastRound) {
+      this.violate({ type: 'answer-overtook-round', round: k, lastRoundSeen: this.lastRound });
+    } else {
+      this.roundAnswers++;
+    }
   }
 
   receive(kind, data) {
@@ -141,12 +167,13 @@ class Load {
       streams: Array.from(this.streams.values()),
       checked: this.checked,
       violations: this.violations,
+      roundAnswers: this.roundAnswers,
       rss: process.memoryUsage().rss,
     };
   }
 
   summary() {
-    return { role: this.role, pid: this.pid, checked: this.checked, violations: this.violations };
+    return { role: this.role, pid: this.pid, checked: this.checked, violations: this.violations, roundAnswers: this.roundAnswers };
   }
 
   /** Wires the messenger: checks, the driver's control messages, hello once ready. */
@@ -162,6 +189,8 @@ class Load {
         if (Array.isArray(pids)) this.peers = pids.map(Number);
       });
     }
+    m.on('chaos-round', k => this.round(k));
+    m.on('chaos-round-answer', k => this.roundAnswer(k));
     m.on('chaos-ctl', ctl => {
       if (!ctl) return;
       if (ctl.op === 'stop') this.stop();
