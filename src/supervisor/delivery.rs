@@ -54,8 +54,9 @@ pub(crate) struct RelayGate {
 impl RelayGate {
   /// Returns once no unit is being queued.
   pub(crate) async fn wait_open(&self) {
-    loop {
-      // listening before looking: an opening after the look still wakes us
+    // the relay's hot path: one load when the gate is open
+    while self.closed_by.load(Ordering::Acquire) != 0 {
+      // listening before looking again: an opening after the look still wakes us
       let opened = self.opened.notified();
       tokio::pin!(opened);
       opened.as_mut().enable();
