@@ -75,6 +75,8 @@ const noop = () => {};
 
 test.serial('an unknown schedulingPolicy is refused', t => {
   t.throws(() => new NativeCluster({ schedulingPolicy: 'random' }, noop), { message: /schedulingPolicy.*random/ });
+  // 'shared' is what the core calls 'none' inside, not an option value
+  t.throws(() => new NativeCluster({ schedulingPolicy: 'shared' }, noop), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
 test.serial("the schedulingPolicies 'rr', 'none' and 'reuseport' are accepted", t => {
@@ -95,9 +97,9 @@ test.serial("deathSignal '' (none) and a signal name are accepted", t => {
   t.pass();
 });
 
-for (const bad of [ 0, -1, Number.NaN, 0.5 ]) {
-  test.serial(`maxLineBytes ${bad} is refused`, t => {
-    t.throws(() => new NativeCluster({ maxLineBytes: bad }, noop), { message: /maxLineBytes/ });
+for (const bad of [ 0, -1, Number.NaN, 0.5, Infinity ]) {
+  test.serial(`maxLineBytes ${bad} is refused with code ERR_INVALID_ARG_VALUE`, t => {
+    t.throws(() => new NativeCluster({ maxLineBytes: bad }, noop), { code: 'ERR_INVALID_ARG_VALUE', message: /maxLineBytes/ });
   });
 }
 

@@ -48,11 +48,13 @@ test.serial('the package exports startCluster, Master, WorkerPool, Messenger and
 });
 
 test.serial('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_ARG_VALUE', t => {
-  t.throws(() => new WorkerPool({ schedulingPolicy: 'random' }),
-    { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /schedulingPolicy/ });
+  for (const schedulingPolicy of [ 'random', 'shared' ]) {
+    t.throws(() => new WorkerPool({ schedulingPolicy }),
+      { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /schedulingPolicy/ });
+  }
 });
 
-for (const bad of [ 0, -1, Number.NaN, Infinity, '1048576' ]) {
+for (const bad of [ 0, -1, Number.NaN, Infinity, 0.5, '1048576' ]) {
   test.serial(`maxLineBytes ${typeof bad === 'string' ? JSON.stringify(bad) : String(bad)} is a TypeError with code ERR_INVALID_ARG_VALUE`, t => {
     t.throws(() => new WorkerPool({ maxLineBytes: bad }),
       { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /maxLineBytes/ });

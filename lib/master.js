@@ -24,20 +24,15 @@ const { freePort: freePortSync } = require('../binding');
 const parseOptions = require('./options');
 const { WorkerPool } = require('./pool');
 const { Messenger } = require('./messenger');
+const { ReadyState } = require('./ready_state');
+const { ReforkPolicy } = require('./refork_policy');
 
 const AGENT_WORKER_FILE = path.join(__dirname, 'agent_worker.js');
 const APP_WORKER_FILE = path.join(__dirname, 'app_worker.js');
 
 // Node's cluster gives each app worker its own inspector port when the master runs with one of these
 const INSPECT_ARGV = /--inspect(?:-brk|-port)?|--debug-port/;
-// cfork's defaults: at most 60 reforks in any minute
-const REFORK_LIMIT = 60;
-const REFORK_WINDOW = 60000;
 const HEALTH_CHECK_INTERVAL = 10000;
-// beyond egg-cluster: a slot whose reforked worker keeps dying before it listens (or an agent
-// that keeps dying before it starts) is forked again after 1s, 2s, 4s, … up to this cap
-const REFORK_BACKOFF_INITIAL = 1000;
-const REFORK_BACKOFF_MAX = 30000;
 const HEALTH_CHECK_FAILURES = 3;
 const AGENT_REFORK_DELAY = 1000;
 
@@ -66,41 +61,6 @@ class AppWorker {
     const onSettled = this.onSettled;
     this.onSettled = null;
     if (onSettled) onSettled();
-  }
-}
-
-// get-ready 2.x semantics, without the dependency
-class ReadyState {
-  constructor() {
-    this.isReady = false;
-    this.error = undefined;
-    this.callbacks = [];
-  }
-
-  ready(flagOrCallback) {
-    if (flagOrCallback === undefined) {
-      return new Promise((resolve, reject) => {
-        this.register(err => (err ? reject(err) : resolve()));
-      });
-    }
-    if (typeof flagOrCallback === 'function') {
-      this.register(flagOrCallback);
-      return;
-    }
-    this.isReady = flagOrCallback !== false;
-    this.error = flagOrCallback instanceof Error ? flagOrCallback : undefined;
-    if (!this.isReady) return;
-    for (const callback of this.callbacks.splice(0)) {
-      process.nextTick(() => callback(this.error));
-    }
-  }
-
-  register(callback) {
-    if (this.isReady) {
-      callback(this.error);
-    } else {
-      this.callbacks.push(callback);
-    }
   }
 }
 
@@ -149,13 +109,15 @@ class Master extends EventEmitter {
     this.startSuccessCount = 0;
     this.isAllWorkerStarted = false;
     this.inspectPortOffset = 1;
-    this.reforkTimes = [];
-    // consecutive deaths before listening, per cfork slot (its env object), and of the agent
-    this.slotFailures = new Map();
+    // cfork's refork budget and our backoff for slots that keep dying before they listen
+    this.reforkPolicy = new ReforkPolicy({
+      isProduction: this.isProduction,
+      backoffInitial: this.options.reforkBackoffInitial,
+      backoffMax: this.options.reforkBackoffMax,
+    });
     this.backoffTimers = new Set();
+    // consecutive deaths of the agent before it started
     this.agentFailures = 0;
-    this.disconnectCount = 0;
-    this.unexpectedCount = 0;
     this.reloading = false;
     this.reloadPending = false;
     this.healthTimer = null;
@@ -424,7 +386,7 @@ class Master extends EventEmitter {
     if (this.isStarted) {
       // egg-cluster reforks after 1s; an agent that keeps dying before it starts backs off
       this.agentFailures = agent.status === 'started' ? 0 : this.agentFailures + 1;
-      const delay = this.agentFailures ? Math.max(AGENT_REFORK_DELAY, this.backoffDelay(this.agentFailures + 1)) : AGENT_REFORK_DELAY;
+      const delay = this.agentFailures ? Math.max(AGENT_REFORK_DELAY, this.reforkPolicy.backoffDelay(this.agentFailures + 1)) : AGENT_REFORK_DELAY;
       if (delay === AGENT_REFORK_DELAY) {
         this.log('[master] try to start a new agent_worker after 1s ...');
       } else {
@@ -535,7 +497,7 @@ class Master extends EventEmitter {
     // a worker reports its app port once, however many ways it is told about
     if (worker.started) return;
     worker.started = true;
-    this.slotFailures.delete(worker.workerEnv);
+    this.reforkPolicy.slotStarted(worker.workerEnv);
 
     this.messenger.send({ action: 'egg-pids', to: 'agent', data: this.listeningWorkerPids() });
 
@@ -574,7 +536,7 @@ class Master extends EventEmitter {
     if (worker.isDead) worker.inCluster = false;
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'disconnected';
-    this.disconnectCount++;
+    this.reforkPolicy.disconnectCount++;
 
     // cfork: refork as soon as a worker disconnects unexpectedly
     const print = worker.disableRefork ? console.info : console.error;
@@ -617,24 +579,18 @@ class Master extends EventEmitter {
       this.reforkAfterBackoff(worker);
     }
     if (!isExpected && !worker.disableRefork) {
-      this.unexpectedCount++;
+      this.reforkPolicy.unexpectedCount++;
       this.refork(worker, print);
       const err = new Error(util.format('worker:%s died unexpected (code: %s, signal: %s, exitedAfterDisconnect: %s, state: %s)',
         worker.pid, code, signal, worker.exitedAfterDisconnect, worker.state));
       err.name = 'WorkerDiedUnexpectedError';
       console.error('[%s] [cfork:master:%s] (total %d disconnect, %d unexpected exit) %s',
-        logDate(), process.pid, this.disconnectCount, this.unexpectedCount, err.stack);
+        logDate(), process.pid, this.reforkPolicy.disconnectCount, this.reforkPolicy.unexpectedCount, err.stack);
     }
 
     this.emit('app-exit', { workerId: worker.pid, code, signal });
     worker.settle();
     if (this.closed) this.appWorkers.delete(worker.id);
-  }
-
-  backoffDelay(failures) {
-    const initial = Number(this.options.reforkBackoffInitial) || REFORK_BACKOFF_INITIAL;
-    const max = Number(this.options.reforkBackoffMax) || REFORK_BACKOFF_MAX;
-    return Math.min(initial * Math.pow(2, Math.max(0, failures - 1)), max);
   }
 
   /**
@@ -643,10 +599,7 @@ class Master extends EventEmitter {
    * @param {AppWorker} worker - the worker that died
    */
   reforkAfterBackoff(worker) {
-    const slot = worker.workerEnv;
-    const failures = (this.slotFailures.get(slot) || 0) + 1;
-    this.slotFailures.set(slot, failures);
-    const delay = this.backoffDelay(failures);
+    const { failures, delay } = this.reforkPolicy.slotFailed(worker.workerEnv);
     this.logger.warn('[master] app_worker#%s:%s died before listening, %s failure(s) in a row, refork in %sms',
       worker.id, worker.pid, failures, delay);
     const timer = setTimeout(() => {
@@ -658,7 +611,7 @@ class Master extends EventEmitter {
   }
 
   refork(worker, print) {
-    if (this.closed || !this.allowRefork()) {
+    if (this.closed || !this.reforkPolicy.allow()) {
       print('[%s] [cfork:master:%s] don\'t fork new work (refork: %s)', logDate(), process.pid, this.isProduction);
       return;
     }
@@ -668,20 +621,6 @@ class Master extends EventEmitter {
       print('[%s] [cfork:master:%s] new worker:%s fork (state: %s)',
         logDate(), process.pid, newWorker.pid, newWorker.state);
     }
-  }
-
-  // refork app workers in production only, at most REFORK_LIMIT times in REFORK_WINDOW
-  allowRefork() {
-    if (!this.isProduction) return false;
-    const times = this.reforkTimes;
-    times.push(Date.now());
-    if (times.length > REFORK_LIMIT) times.shift();
-    const allowed = times.length < REFORK_LIMIT || times[times.length - 1] - times[0] > REFORK_WINDOW;
-    if (!allowed) {
-      console.error('[%s] [cfork:master:%s] worker died too fast (total %d disconnect, %d unexpected exit)',
-        logDate(), process.pid, this.disconnectCount, this.unexpectedCount);
-    }
-    return allowed;
   }
 
   /**
@@ -938,7 +877,7 @@ class Master extends EventEmitter {
     if (!err) return;
     console.error('[%s] [cfork:master:%s] master uncaughtException: %s', logDate(), process.pid, err.stack);
     console.error(err);
-    console.error('(total %d disconnect, %d unexpected exit)', this.disconnectCount, this.unexpectedCount);
+    console.error('(total %d disconnect, %d unexpected exit)', this.reforkPolicy.disconnectCount, this.reforkPolicy.unexpectedCount);
   }
 
   // ---------------------------------------------------------------- worker lists

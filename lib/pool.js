@@ -15,30 +15,27 @@
 const { EventEmitter } = require('events');
 const { NativeCluster } = require('../binding');
 
-const POLICIES = [ 'rr', 'none', 'reuseport' ];
-
-function positive(name, value) {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
-    const err = new TypeError(`options.${name} must be a positive number, got ${value}`);
-    err.code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
-  }
-  return value;
-}
+// what NODE_CLUSTER_SCHED_POLICY may pick (Node's two, and ours); anything else: round-robin
+const ENV_POLICIES = [ 'rr', 'none', 'reuseport' ];
 
 function policyFrom(options) {
-  let policy = options.schedulingPolicy;
-  if (policy === undefined || policy === null) {
-    const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
-    policy = fromEnv && POLICIES.includes(fromEnv) ? fromEnv : 'rr';
-  }
-  if (!POLICIES.includes(policy)) {
-    const err = new TypeError(`options.schedulingPolicy must be one of ${POLICIES.join(', ')}, got ${policy}`);
-    err.code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
-  }
-  return policy;
+  const policy = options.schedulingPolicy;
+  if (policy !== undefined && policy !== null) return policy;
+  const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
+  return ENV_POLICIES.includes(fromEnv) ? fromEnv : 'rr';
+}
+
+/**
+ * The core validates its options (the one place); a refused one, or one of the wrong type,
+ * is a TypeError here, as Node's argument errors are.
+ * @param {Error} err - what the core threw
+ * @return {Error} the error to throw
+ */
+function optionError(err) {
+  if (err.code !== 'ERR_INVALID_ARG_VALUE' && !/Expected$/.test(err.code)) return err;
+  const error = new TypeError(err.message);
+  error.code = 'ERR_INVALID_ARG_VALUE';
+  return error;
 }
 
 function envPairs(env) {
@@ -87,14 +84,18 @@ class WorkerPool extends EventEmitter {
       this._unitOpen = false;
       if (!this._closed) this._native.commitUnit();
     };
-    this._native = new NativeCluster({
-      maxLineBytes: positive('maxLineBytes', options.maxLineBytes),
-      queueBytes: positive('queueBytes', options.queueBytes),
-      stallTimeoutMs: options.stallTimeout === undefined ? undefined : Number(options.stallTimeout),
-      schedulingPolicy: this.schedulingPolicy,
-      deathSignal: options.deathSignal,
-      orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
-    }, events => this._onEvents(events));
+    try {
+      this._native = new NativeCluster({
+        maxLineBytes: options.maxLineBytes === null ? undefined : options.maxLineBytes,
+        queueBytes: options.queueBytes === null ? undefined : options.queueBytes,
+        stallTimeoutMs: options.stallTimeout === undefined ? undefined : Number(options.stallTimeout),
+        schedulingPolicy: this.schedulingPolicy,
+        deathSignal: options.deathSignal,
+        orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
+      }, events => this._onEvents(events));
+    } catch (err) {
+      throw optionError(err);
+    }
   }
 
   /** Forks the agent: a plain child like `child_process.fork`. */
@@ -213,7 +214,7 @@ class WorkerPool extends EventEmitter {
     try {
       return this._native.kill(pid, signal);
     } catch (err) {
-      if (/unknown signal/.test(err.message)) throw err;
+      if (err.code === 'ERR_INVALID_ARG_VALUE') throw err;
       return false;
     }
   }
@@ -240,16 +241,13 @@ class WorkerPool extends EventEmitter {
     try {
       return this._native.listenSticky(port, host || null, workers || null);
     } catch (err) {
-      const match = /listen (E[A-Z]+)/.exec(err.message);
-      const error = new Error(match ? `listen ${match[1]}: address already in use :::${port}` : err.message);
-      if (match) {
-        error.code = match[1];
-        error.errno = match[1];
-        error.syscall = 'listen';
-        error.port = port;
-        if (match[1] !== 'EADDRINUSE') error.message = `listen ${match[1]} :::${port}`;
+      // a failed listen carries the errno's name as its code, as Node's do
+      if (err.code && !err.code.startsWith('ERR_')) {
+        err.errno = err.code;
+        err.syscall = 'listen';
+        err.port = port;
       }
-      throw error;
+      throw err;
     }
   }
 

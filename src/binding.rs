@@ -24,7 +24,7 @@ fn to_napi(e: CoreError) -> Error<String> {
 
 /// A TCP port nothing listens on, found synchronously as detect-port's
 /// `detectPort()` finds one (bind port 0 on every address, read, release).
-#[napi]
+#[napi(catch_unwind)]
 #[cfg_attr(test, allow(dead_code))]
 pub fn free_port() -> Result<u32, String> {
   crate::sys::free_port()
@@ -32,14 +32,63 @@ pub fn free_port() -> Result<u32, String> {
     .map_err(|e| to_napi(CoreError::io("finding a free port", e)))
 }
 
-/// An argument error of the constructor (`err.code === 'InvalidArg'`).
-fn invalid_arg(msg: impl Into<String>) -> Error {
-  Error::new(Status::InvalidArg, msg.into())
+/// An argument the core refuses (`err.code === 'ERR_INVALID_ARG_VALUE'`).
+fn invalid(msg: impl Into<String>) -> Error<String> {
+  to_napi(CoreError::InvalidArg(msg.into()))
 }
 
-/// An argument error (`err.code === 'InvalidArg'`) in the same error type.
-fn invalid(msg: impl Into<String>) -> Error<String> {
-  Error::new(Status::InvalidArg.as_ref().to_owned(), msg.into())
+/// The core's options, validated: the one place they are (the JS layer
+/// passes them through and only turns these errors into `TypeError`s).
+fn config_from(options: NativeClusterOptions) -> std::result::Result<Config, CoreError> {
+  let bytes = |name: &str, v: f64| {
+    if v.is_finite() && v >= 1.0 {
+      Ok(v as usize)
+    } else {
+      Err(CoreError::InvalidArg(format!(
+        "options.{name} must be a positive number of bytes, got {v}"
+      )))
+    }
+  };
+  let millis = |name: &str, v: f64| {
+    if v.is_finite() && v >= 0.0 {
+      Ok(Duration::from_millis(v as u64))
+    } else {
+      Err(CoreError::InvalidArg(format!(
+        "options.{name} must be a number of milliseconds >= 0, got {v}"
+      )))
+    }
+  };
+  let mut config = Config::default();
+  if let Some(v) = options.max_line_bytes {
+    config.max_line_bytes = bytes("maxLineBytes", v)?;
+  }
+  if let Some(v) = options.queue_bytes {
+    config.queue_bytes = bytes("queueBytes", v)?;
+  }
+  if let Some(v) = options.stall_timeout_ms {
+    config.stall_timeout = millis("stallTimeoutMs", v)?;
+  }
+  if let Some(p) = options.scheduling_policy.as_deref() {
+    config.policy = Policy::parse(p).ok_or_else(|| {
+      CoreError::InvalidArg(format!(
+        "options.schedulingPolicy must be one of rr, none, reuseport, got {p}"
+      ))
+    })?;
+  }
+  if let Some(s) = options.death_signal.as_deref() {
+    config.death_signal = if s.is_empty() {
+      0
+    } else {
+      sys::signal_from_name(s).ok_or_else(|| {
+        CoreError::InvalidArg(format!("options.deathSignal: unknown signal {s:?}"))
+      })?
+    };
+  }
+  if let Some(v) = options.orphan_grace_ms {
+    let grace = millis("orphanGraceMs", v)?;
+    config.orphan_grace = (!grace.is_zero()).then_some(grace);
+  }
+  Ok(config)
 }
 
 /// Options of a `NativeCluster`.
@@ -234,54 +283,14 @@ pub struct NativeCluster {
 impl NativeCluster {
   /// Starts a core. `onEvents` receives arrays of events; it does not keep
   /// the process alive (call `ref()` style keeping is the caller's job).
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(
     options: Option<NativeClusterOptions>,
     on_events: ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false, true>,
-  ) -> Result<Self> {
+  ) -> Result<Self, String> {
     init_tracing();
-    let options = options.unwrap_or_default();
-    let mut config = Config::default();
-    if let Some(v) = options.max_line_bytes {
-      if v.is_nan() || v < 1.0 {
-        return Err(invalid_arg("maxLineBytes must be a positive number"));
-      }
-      config.max_line_bytes = v as usize;
-    }
-    if let Some(v) = options.queue_bytes {
-      if v.is_nan() || v < 1.0 {
-        return Err(invalid_arg("queueBytes must be a positive number"));
-      }
-      config.queue_bytes = v as usize;
-    }
-    if let Some(v) = options.stall_timeout_ms {
-      if v.is_nan() || v < 0.0 {
-        return Err(invalid_arg("stallTimeoutMs must be >= 0"));
-      }
-      config.stall_timeout = Duration::from_millis(v as u64);
-    }
-    if let Some(p) = options.scheduling_policy.as_deref() {
-      config.policy = Policy::parse(p).ok_or_else(|| {
-        invalid_arg(format!(
-          "schedulingPolicy must be 'rr', 'none' or 'reuseport', got {p:?}"
-        ))
-      })?;
-    }
-    if let Some(s) = options.death_signal.as_deref() {
-      config.death_signal = if s.is_empty() {
-        0
-      } else {
-        sys::signal_from_name(s).ok_or_else(|| invalid_arg(format!("unknown signal {s:?}")))?
-      };
-    }
-    if let Some(ms) = options.orphan_grace_ms {
-      if ms.is_nan() || ms < 0.0 {
-        return Err(invalid_arg("orphanGraceMs must be >= 0"));
-      }
-      config.orphan_grace = (ms > 0.0).then(|| Duration::from_millis(ms as u64));
-    }
-    let (core, mut events) =
-      Core::new(config).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+    let config = config_from(options.unwrap_or_default()).map_err(to_napi)?;
+    let (core, mut events) = Core::new(config).map_err(to_napi)?;
     let budget = core.event_budget();
     let on_events = Arc::new(on_events);
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -335,7 +344,7 @@ impl NativeCluster {
   }
 
   /// Forks a child with a Node IPC channel; app workers are cluster workers.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn spawn(&self, options: NativeSpawnOptions) -> Result<NativeWorkerRef, String> {
     let kind = match options.kind.as_str() {
       "agent" => WorkerKind::Agent,
@@ -369,7 +378,7 @@ impl NativeCluster {
 
   /// Blocks until worker `id` closes the startup pipe it was spawned with and
   /// returns what it wrote there, or null after `timeoutMs`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn read_startup(&self, id: u32, timeout_ms: u32) -> Result<Option<String>, String> {
     let answer = self
       .core()?
@@ -384,7 +393,7 @@ impl NativeCluster {
   /// `'parent'`, `'agent'`, `'app'`, or null when it names nobody egg knows).
   /// A message for workers is queued (in the open unit, if any); one for the
   /// master or the parent is the caller's to deliver.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn route(&self, from: String, json: String) -> Result<Option<&'static str>, String> {
     let sender = Sender::parse(&from).ok_or_else(|| {
       invalid(format!(
@@ -401,21 +410,21 @@ impl NativeCluster {
   /// `commitUnit` reaches its recipients together, before the core relays
   /// anything a worker sends after reading part of it. Call it at the start
   /// of a tick and `commitUnit` at its end.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn open_unit(&self) -> Result<(), String> {
     self.core()?.open_unit();
     Ok(())
   }
 
   /// Queues the open unit for its recipients (nothing when none is open).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn commit_unit(&self) -> Result<(), String> {
     self.core()?.commit_unit().map_err(to_napi)
   }
 
   /// Sends JSON text to one worker as is (no routing). Returns false when the
   /// message was dropped (queue full or worker gone).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn send_raw(&self, pid: u32, json: String) -> Result<bool, String> {
     match self.core()?.send_raw(pid, json.into_bytes()) {
       Ok(pushed) => Ok(pushed == crate::supervisor::Pushed::Queued),
@@ -425,13 +434,13 @@ impl NativeCluster {
   }
 
   /// Node's `worker.disconnect()` for an app worker; closes the agent's channel.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn disconnect(&self, pid: u32) -> Result<(), String> {
     self.core()?.disconnect(pid).map_err(to_napi)
   }
 
   /// Sends a signal (name, default SIGTERM) to a worker. False if it is gone.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn kill(&self, pid: u32, signal: Option<String>) -> Result<bool, String> {
     let name = signal.unwrap_or_else(|| "SIGTERM".to_owned());
     let sig =
@@ -465,7 +474,7 @@ impl NativeCluster {
   }
 
   /// The workers the core knows now.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn workers(&self) -> Result<Vec<NativeWorkerInfo>, String> {
     Ok(
       self
@@ -491,7 +500,7 @@ impl NativeCluster {
   /// `'sticky-session:connection'` with a `net.Socket` handle. Returns the
   /// bound port. `workers` is the configured number of app workers (egg's
   /// modulus; default: the live ones). Errors carry Node's `code` (e.g. `EADDRINUSE`).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn listen_sticky(
     &self,
     port: u32,
@@ -509,25 +518,19 @@ impl NativeCluster {
       .listen_sticky(addr, workers.unwrap_or(0) as usize)
     {
       Ok(local) => Ok(local.map_or(u32::from(port), |(_, _, p)| u32::from(p))),
-      Err(errno) => {
-        let name = sys::errno_name(errno).unwrap_or("EUNKNOWN");
-        Err(Error::new(
-          name.to_owned(),
-          format!("listen {name} :{port}"),
-        ))
-      }
+      Err(errno) => Err(to_napi(CoreError::Listen { errno, port })),
     }
   }
 
   /// Stops sticky-session listening.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close_sticky(&self) -> Result<(), String> {
     self.core()?.close_sticky();
     Ok(())
   }
 
   /// Kills every child with SIGKILL and stops the core. Idempotent.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&mut self) {
     if let Some(core) = self.core.take() {
       core.close();

@@ -1,4 +1,6 @@
-//! The one error type of the core. Variants say what the core was doing.
+//! The one error type of the core. Variants say what the core was doing;
+//! `code()` is what JavaScript sees as `err.code` (the binding maps every
+//! error it throws from a `CoreError`, nowhere else).
 
 use thiserror::Error;
 
@@ -10,14 +12,15 @@ pub enum CoreError {
     #[source]
     source: std::io::Error,
   },
-  #[error("a line of {size} bytes exceeds the {max} byte limit")]
-  FrameTooBig { size: usize, max: usize },
-  #[error("malformed message: {0}")]
-  BadMessage(String),
   #[error("no worker with pid {0}")]
   NoSuchWorker(u32),
-  #[error("invalid option: {0}")]
-  InvalidOption(String),
+  /// An argument from JavaScript that the core refuses (an option, a kind,
+  /// a signal name, a port).
+  #[error("{0}")]
+  InvalidArg(String),
+  /// A listen socket could not be set up: `errno` is the OS error.
+  #[error("{}", listen_message(*errno, *port))]
+  Listen { errno: i32, port: u16 },
   #[error("the core is closed")]
   Closed,
 }
@@ -31,12 +34,21 @@ impl CoreError {
   pub fn code(&self) -> &'static str {
     match self {
       CoreError::Io { .. } => "ERR_IO",
-      CoreError::FrameTooBig { .. } => "ERR_FRAME_TOO_BIG",
-      CoreError::BadMessage(_) => "ERR_BAD_MESSAGE",
       CoreError::NoSuchWorker(_) => "ERR_NO_SUCH_WORKER",
-      CoreError::InvalidOption(_) => "ERR_INVALID_OPTION",
+      CoreError::InvalidArg(_) => "ERR_INVALID_ARG_VALUE",
+      // Node's code for a failed listen is the errno's name (`EADDRINUSE`)
+      CoreError::Listen { errno, .. } => crate::sys::errno_name(*errno).unwrap_or("EUNKNOWN"),
       CoreError::Closed => "ERR_CLOSED",
     }
+  }
+}
+
+/// Node's words for a failed listen on all interfaces.
+fn listen_message(errno: i32, port: u16) -> String {
+  match crate::sys::errno_name(errno) {
+    Some("EADDRINUSE") => format!("listen EADDRINUSE: address already in use :::{port}"),
+    Some(name) => format!("listen {name} :::{port}"),
+    None => format!("listen EUNKNOWN ({errno}) :::{port}"),
   }
 }
 

@@ -33,7 +33,7 @@ impl Policy {
   pub fn parse(s: &str) -> Option<Policy> {
     match s {
       "rr" => Some(Policy::RoundRobin),
-      "none" | "shared" => Some(Policy::Shared),
+      "none" => Some(Policy::Shared),
       "reuseport" => Some(Policy::ReusePort),
       _ => None,
     }

@@ -5,7 +5,7 @@ const { once } = require('events');
 const mm = require('egg-mock');
 const request = require('supertest');
 const coffee = require('coffee');
-const { cluster, sleep, waitFor, getFilepath } = require('./utils');
+const { cluster, waitFor, getFilepath } = require('./utils');
 
 describe('test/agent_worker.test.js', () => {
   let app;
@@ -38,7 +38,8 @@ describe('test/agent_worker.test.js', () => {
     }));
     await app.ready();
     app.proc.send({ to: 'agent', action: 'agent-exit-now' });
-    await sleep(4000);
+    await waitFor(() => /\[master\] agent_worker#2:\d+ started/.test(app.stdout) &&
+      app.stdout.match(/agent \d+ receive egg-ready/g).length === 2 && agentDied);
     assert.match(app.stderr, /nodejs\.AgentWorkerDiedError: \[master\] agent_worker#1:\d+ died \(code: 3, signal: null\)/);
     assert.match(app.stdout, /\[master\] try to start a new agent_worker after 1s \.\.\./);
     assert.match(app.stdout, /\[master\] new agent_worker starting\.\.\./);
@@ -95,9 +96,10 @@ describe('test/agent_worker.test.js', () => {
   it('exits 110 when the master disappears', async () => {
     app = cluster('apps/agent-die');
     await app.ready();
+    // 'close' comes once the agent, which writes to the master's stdio, has left too
+    const closed = once(app.proc, 'close');
     app.proc.kill('SIGKILL');
-    await once(app.proc, 'exit');
-    await sleep(2000);
+    await closed;
     assert.match(app.stderr, /\[agent_worker\] receive disconnect event on child_process fork mode, exiting with code:110/);
   });
 });

@@ -4,7 +4,7 @@ const assert = require('assert');
 const { once } = require('events');
 const mm = require('egg-mock');
 const request = require('supertest');
-const { cluster, sleep, getFilepath } = require('./utils');
+const { cluster, waitFor, getFilepath } = require('./utils');
 
 // Lines people and tools grep: the master's, cfork's and the workers' own, with the variable
 // parts (dates, pids, ports, durations, sizes, worker lists) masked.
@@ -25,13 +25,15 @@ function masterLines(output) {
 
 async function run(framework, scenario) {
   const app = cluster(scenario.app, Object.assign({ framework }, scenario.options));
+  // 'close' comes once the master and every worker writing to its stdio are gone (coffee forks
+  // the master on the next turn of the event loop)
+  const closed = new Promise(resolve => setImmediate(() => app.proc.once('close', resolve)));
   await app.end();
   await scenario.act(app);
   if (app.proc.exitCode === null && app.proc.signalCode === null) {
     app.proc.kill('SIGTERM');
-    await once(app.proc, 'exit');
   }
-  await sleep(500);
+  await closed;
   return masterLines(app.stdout + app.stderr);
 }
 
@@ -42,7 +44,7 @@ const scenarios = [{
   env: 'prod',
   async act(app) {
     await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
-    await sleep(4000);
+    await waitFor(() => /\[master\] app_worker#3:\d+ started at/.test(app.stdout));
   },
 }, {
   name: 'an app worker fails to start',
@@ -57,7 +59,7 @@ const scenarios = [{
   env: 'prod',
   async act(app) {
     app.proc.send({ to: 'agent', action: 'agent-exit-now' });
-    await sleep(4000);
+    await waitFor(() => /\[master\] agent_worker#2:\d+ started/.test(app.stdout));
   },
 }, {
   name: 'the master is SIGKILLed',
@@ -66,8 +68,6 @@ const scenarios = [{
   env: 'local',
   async act(app) {
     app.proc.kill('SIGKILL');
-    await once(app.proc, 'exit');
-    await sleep(2000);
   },
 }];
 

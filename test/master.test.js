@@ -6,7 +6,14 @@ const assert = require('assert');
 const { once } = require('events');
 const mm = require('egg-mock');
 const request = require('supertest');
-const { cluster, sleep, alive, getFilepath } = require('./utils');
+const { cluster, alive, getFilepath, waitFor } = require('./utils');
+
+// resolves once the cluster's output matches `pattern` (stdout and stderr, workers' included)
+const output = (app, pattern, timeout = 20000) => waitFor(() => pattern.test(app.stdout + app.stderr), timeout)
+  .catch(err => {
+    err.message += `: ${pattern} never appeared`;
+    throw err;
+  });
 
 describe('test/master.test.js', () => {
   let app;
@@ -123,9 +130,11 @@ describe('test/master.test.js', () => {
       app = cluster('apps/master-worker-started');
       await app.expect('code', 0).end();
 
+      // 'close' comes once the master and every worker holding its stdio are gone
+      const closed = once(app.proc, 'close');
       app.proc.kill('SIGTERM');
       const [ code ] = await once(app.proc, 'exit');
-      await sleep(500);
+      await closed;
       assert.strictEqual(code, 0);
       const { stdout, stderr } = app;
       assert.match(stdout, /INFO \d+ \[master\] master is killed by signal SIGTERM, closing/);
@@ -202,10 +211,12 @@ describe('test/master.test.js', () => {
     it('terminates the processes app workers started', async () => {
       app = cluster('apps/sub-process');
       await app.expect('code', 0).end();
-      await sleep(1000);
+      await output(app, /worker1 \[\d+\] started/);
+      await output(app, /worker2 \[\d+\] started/);
+      // 'close' comes once the master and everything holding its stdio are gone
+      const closed = once(app.proc, 'close');
       app.proc.kill('SIGTERM');
-      await once(app.proc, 'exit');
-      await sleep(500);
+      await closed;
       const pid1 = app.stdout.match(/worker1 \[(\d+)\] started/)[1];
       const pid2 = app.stdout.match(/worker2 \[(\d+)\] started/)[1];
       assert.match(app.stdout, /worker1 on sigterm and exit/);
@@ -218,10 +229,12 @@ describe('test/master.test.js', () => {
       mm(process.env, 'EGG_APP_CLOSE_TIMEOUT', 1000);
       app = cluster('apps/sub-process');
       await app.expect('code', 0).end();
-      await sleep(1000);
+      await output(app, /worker1 \[\d+\] started/);
+      await output(app, /worker2 \[\d+\] started/);
+      // 'close' comes once the master and everything holding its stdio are gone
+      const closed = once(app.proc, 'close');
       app.proc.kill('SIGTERM');
-      await once(app.proc, 'exit');
-      await sleep(500);
+      await closed;
       const pid1 = app.stdout.match(/worker1 \[(\d+)\] started/)[1];
       assert.match(app.stdout, /worker1 on sigterm and not exit/);
       assert.match(app.stdout, /\[master\] exit with code:0/);
@@ -231,9 +244,10 @@ describe('test/master.test.js', () => {
     it('lets the agent and app workers exit by themselves when the master is SIGKILLed', async () => {
       app = cluster('apps/master-worker-started', { workers: 2 });
       await app.expect('code', 0).end();
+      // 'close' comes once every worker holding the master's stdio has left too
+      const closed = once(app.proc, 'close');
       app.proc.kill('SIGKILL');
-      await once(app.proc, 'exit');
-      await sleep(3000);
+      await closed;
       assert.doesNotMatch(app.stdout, /\[master\] master is killed by signal/);
       assert.doesNotMatch(app.stdout, /\[master\] exit with code/);
       assert.match(app.stderr, /\[app_worker\] receive disconnect event in cluster fork mode, exitedAfterDisconnect:false/);
@@ -277,7 +291,8 @@ describe('test/master.test.js', () => {
       await app.end();
       app.proc.send({ action: 'parent2app', data: 'parent -> app', to: 'app' });
       app.proc.send({ action: 'parent2agent', data: 'parent -> agent', to: 'agent' });
-      await sleep(1000);
+      await output(app, /app: parent -> app/);
+      await output(app, /agent: parent -> agent/);
       assert.match(app.stdout, /app: parent -> app/);
       assert.match(app.stdout, /agent: parent -> agent/);
     });
@@ -289,7 +304,7 @@ describe('test/master.test.js', () => {
         if (msg && msg.to === 'parent') received.add(`${msg.from}:${msg.action}`);
       }));
       await app.end();
-      await sleep(1000);
+      await waitFor(() => received.has('app:app2parent') && received.has('agent:agent2parent'));
       assert(received.has('app:app2parent'), [ ...received ].join());
       assert(received.has('agent:agent2parent'), [ ...received ].join());
     });
@@ -297,7 +312,11 @@ describe('test/master.test.js', () => {
     it('routes app ↔ agent, bare strings and sendTo by pid', async () => {
       app = cluster('apps/messenger');
       await app.end();
-      await sleep(2000);
+      for (const line of [ /agent: app -> agent/, /app: agent -> app/, /app: agent2appbystring/, /agent: app2agentbystring/,
+        /app sendTo app done: from app/, /app sendTo agent done: from app/, /agent sendTo app done: from agent/,
+        /agent sendTo agent done: from agent/ ]) {
+        await output(app, line);
+      }
       assert.match(app.stdout, /agent: app -> agent/);
       assert.match(app.stdout, /app: agent -> app/);
       assert.match(app.stdout, /app: agent2appbystring/);
@@ -311,7 +330,12 @@ describe('test/master.test.js', () => {
     it('routes sendTo between app workers, sendRandom, broadcast, and parent → one app by pid', async () => {
       app = cluster('apps/messenger-pairs', { workers: 2 });
       await app.end();
-      await sleep(2000);
+      // everything the agent starts 300 ms after egg-ready has arrived
+      await waitFor(() => (app.stdout.match(/app \d+ got app broadcast from/g) || []).length === 4 &&
+        (app.stdout.match(/agent got app broadcast from/g) || []).length === 2 &&
+        /agent got its own broadcast/.test(app.stdout) && /got sendRandom/.test(app.stdout) &&
+        (app.stdout.match(/got sendTo from app/g) || []).length === 2 &&
+        new Set([ ...app.stdout.matchAll(/app (\d+) got agent broadcast/g) ].map(m => m[1])).size === 2);
       const pids = [ ...new Set([ ...app.stdout.matchAll(/app (\d+) got agent broadcast/g) ].map(m => Number(m[1]))) ];
       assert.strictEqual(pids.length, 2, app.stdout);
       const [ a, b ] = pids;
@@ -327,7 +351,7 @@ describe('test/master.test.js', () => {
       assert.match(app.stdout, /agent got its own broadcast/);
       // the parent reaches one app worker by pid
       app.proc.send({ action: 'parent2one', data: 'hello', receiverPid: String(b) });
-      await sleep(1000);
+      await output(app, new RegExp(`app ${b} got parent message hello`));
       assert.match(app.stdout, new RegExp(`app ${b} got parent message hello`));
       assert.doesNotMatch(app.stdout, new RegExp(`app ${a} got parent message`));
     });
@@ -335,7 +359,7 @@ describe('test/master.test.js', () => {
     it('sends to every app worker', async () => {
       app = cluster('apps/send-to-multiapp', { workers: 3 });
       await app.end();
-      await sleep(1000);
+      await waitFor(() => (app.stdout.match(/\d+ got/g) || []).length >= 3);
       assert.strictEqual(app.stdout.match(/\d+ got/g).length, 3);
     });
   });
@@ -354,7 +378,7 @@ describe('test/master.test.js', () => {
     after(() => app.close());
 
     it('tells the parent the port, address and protocol', async () => {
-      await sleep(1000);
+      await waitFor(() => readyMsg);
       assert.strictEqual(readyMsg.to, 'parent');
       assert.deepStrictEqual(readyMsg.data, {
         port: app.port,
@@ -371,13 +395,13 @@ describe('test/master.test.js', () => {
 
     it('sends egg-ready to a reforked app worker', async () => {
       await request(`http://127.0.0.1:${app.port}`).get('/exception-app').expect(200);
-      await sleep(5000);
+      await output(app, /app receive egg-ready, worker 2/);
       assert.match(app.stdout, /app receive egg-ready, worker 2/);
     });
 
     it('sends egg-ready to a reforked agent', async () => {
       await request(`http://127.0.0.1:${app.port}`).get('/exception-agent').expect(200);
-      await sleep(5000);
+      await waitFor(() => app.stdout.match(/agent receive egg-ready/g).length === 2);
       assert.strictEqual(app.stdout.match(/agent receive egg-ready/g).length, 2);
     });
   });
@@ -389,12 +413,12 @@ describe('test/master.test.js', () => {
       mm.env('default');
       app = cluster('apps/pid', { workers: 2 });
       await app.ready();
-      await sleep(500);
+      await output(app, /#2 agent get 2 workers \[\d+,\d+\]/);
       assert.match(app.stdout, /#1 agent get 1 workers \[\d+\]/);
       assert.match(app.stdout, /#2 agent get 2 workers \[\d+,\d+\]/);
 
       await request(`http://127.0.0.1:${app.port}`).get('/exit').expect(200);
-      await sleep(6000);
+      await output(app, /#4 agent get 2 workers \[\d+,\d+\]/);
       assert.match(app.stdout, /#3 agent get 1 workers \[\d+\]/);
       assert.match(app.stdout, /#4 agent get 2 workers \[\d+,\d+\]/);
     });
@@ -404,7 +428,8 @@ describe('test/master.test.js', () => {
       app = cluster('apps/pid');
       await app.ready();
       app.proc.send({ to: 'agent', action: 'kill-agent' });
-      await sleep(6000);
+      await output(app, /#2 app get 1 workers \[\d+\]/);
+      await output(app, /#1 agent get 1 workers \[\d+\][\s\S]+#1 agent get 1 workers \[\d+\]/);
       // the first agent's pid went out before any app worker was forked
       assert.match(app.stdout, /#1 app get 0 workers \[\]/);
       assert.match(app.stdout, /#2 app get 1 workers \[\d+\]/);
@@ -474,7 +499,7 @@ describe('test/master.test.js', () => {
 
     it('replaces every app worker', async () => {
       app.proc.send({ to: 'master', action: 'reload-worker' });
-      await sleep(8000);
+      await output(app, /\[master\] app_worker#4:\d+ started at/, 30000);
       assert.match(app.stdout, /\[master\] app_worker#1:\d+ disconnect/);
       assert.match(app.stdout, /\[master\] app_worker#2:\d+ disconnect/);
       assert.match(app.stdout, /\[master\] app_worker#4:\d+ started at/);

@@ -60,10 +60,17 @@ describe('test/sticky.test.js', function() {
     let pool;
     let pids;
     const exits = new Map();
-    let homesBefore; // ip → pid before the kill
+    let homesFirst; // ip → pid once every worker listens
+    let homesBefore; // ip → pid right before the kill
     let homesAfter; // ip → pid after it
     let victim;
+    let movedIps; // the victim's clients
+    let killedAt = 0;
+    let run; // what the load saw while the victim died
+    const late = []; // requests started after the victim's exit was reported, answered by it
 
+    // One scenario, asserted by the tests below: the homes of every client IP, then a worker
+    // SIGKILLed under steady load from every IP, then the homes again.
     before(async () => {
       pool = new WorkerPool();
       const ready = new Set();
@@ -78,31 +85,17 @@ describe('test/sticky.test.js', function() {
       }).pid);
       await waitFor(() => pids.every(pid => ready.has(pid)), 15000);
       assert.strictEqual(pool.listenSticky(port), port);
-    });
 
-    after(async () => {
-      pool.close();
-      await waitFor(() => pids.every(pid => !alive(pid)), 5000);
-    });
-
-    it('the same client IP always reaches the same worker, and every worker has clients', async () => {
-      const map = stable(await homes(port));
-      console.log('      %s', show(map));
-      assert.deepStrictEqual([ ...new Set(map.values()) ].sort(), pids.slice().sort());
-    });
-
-    it('a worker SIGKILLed under load: its clients move to live workers, none is sent to the dead one', async () => {
-      const before = homesBefore = stable(await homes(port, 1));
-      victim = before.get('127.0.0.1');
-      const movedIps = IPS.filter(ip => before.get(ip) === victim);
-      // steady load from every IP while the worker dies
-      let killedAt = 0;
+      homesFirst = stable(await homes(port));
+      console.log('      %s', show(homesFirst));
+      homesBefore = stable(await homes(port, 1));
+      victim = homesBefore.get('127.0.0.1');
+      movedIps = IPS.filter(ip => homesBefore.get(ip) === victim);
       // Requests that started after the pool reported the victim's exit must never reach it.
       // (A request started before may still be answered by the victim after that report: it
       // wrote the response before it died, and the client reads it later.)
       const startedAfterExit = new Set();
-      const late = []; // such requests answered by the victim's pid
-      const result = load({
+      run = await load({
         total: 1200,
         concurrency: 24,
         localAddress: index => IPS[index % IPS.length],
@@ -118,28 +111,39 @@ describe('test/sticky.test.js', function() {
           if (res.pid === victim && startedAfterExit.has(index)) late.push(index);
         },
       });
-      const { failures, ok, counts } = await result;
       await waitFor(() => exits.has(victim), 5000);
-      console.log('      victim %d (clients %j): %d ok, %d failed %j, per worker %j',
-        victim, movedIps, ok, failures.length, failures.map(f => `${f.code}@+${f.at - killedAt}ms`), [ ...counts ]);
+      console.log('      victim %d (clients %j): %d ok, %d failed %j, per worker %j', victim, movedIps, run.ok,
+        run.failures.length, run.failures.map(f => `${f.code}@+${f.at - killedAt}ms`), [ ...run.counts ]);
+      homesAfter = stable(await homes(port));
+      console.log('      after: %s', show(homesAfter));
+    });
+
+    after(async () => {
+      pool.close();
+      await waitFor(() => pids.every(pid => !alive(pid)), 5000);
+    });
+
+    it('the same client IP always reaches the same worker, and every worker has clients', () => {
+      assert.deepStrictEqual([ ...new Set(homesFirst.values()) ].sort(), pids.slice().sort());
+    });
+
+    it('a worker SIGKILLed under load: only its own in-flight clients fail, none is sent to the dead one', () => {
       assert(killedAt);
       assert.deepStrictEqual(late, []);
       // only connections already handed to the victim when it died may fail: its clients' only
-      for (const f of failures) assert(movedIps.includes(IPS[f.index % IPS.length]), `a request from ${IPS[f.index % IPS.length]} failed`);
-      assert(failures.length <= 24, `${failures.length} failures`);
-
-      // after its death every client is served, each by one live worker
-      const after = homesAfter = stable(await homes(port));
-      console.log('      after: %s', show(after));
-      for (const ip of IPS) assert.notStrictEqual(after.get(ip), victim);
-      for (const ip of movedIps) assert(pids.includes(after.get(ip)) && alive(after.get(ip)));
-      assert.deepStrictEqual([ ...new Set(after.values()) ].sort(), pids.filter(pid => pid !== victim).sort());
+      for (const f of run.failures) assert(movedIps.includes(IPS[f.index % IPS.length]), `a request from ${IPS[f.index % IPS.length]} failed`);
+      assert(run.failures.length <= 24, `${run.failures.length} failures`);
     });
 
-    // FAILS (src/listen.rs, sticky_listen): the worker is `live[digits(ip) % live.len()]`, so when
-    // the number of live workers changes, most clients of the surviving workers move too
+    it('after a worker dies every client is served, each by one live worker', () => {
+      for (const ip of IPS) assert.notStrictEqual(homesAfter.get(ip), victim);
+      for (const ip of movedIps) assert(pids.includes(homesAfter.get(ip)) && alive(homesAfter.get(ip)));
+      assert.deepStrictEqual([ ...new Set(homesAfter.values()) ].sort(), pids.filter(pid => pid !== victim).sort());
+    });
+
+    // a worker keeps its slot while it lives (StickySlots in src/listen.rs): only the dead
+    // worker's clients are re-homed
     it('clients of the surviving workers keep their worker when another one dies', () => {
-      assert(homesBefore && homesAfter, 'runs after the SIGKILL test');
       const moved = IPS.filter(ip => homesBefore.get(ip) !== victim && homesAfter.get(ip) !== homesBefore.get(ip));
       assert.deepStrictEqual(moved.map(ip => `${ip}: ${homesBefore.get(ip)} → ${homesAfter.get(ip)}`), []);
     });
