@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::ipc::message::{push_json_str, raw_as_str, RawObject};
 use crate::supervisor::{Shared, Worker, WorkerKind};
@@ -256,7 +257,7 @@ impl Listeners {
           let sockname = if q.pipe {
             None
           } else {
-            sys::local_addr(g.listener.get_ref().as_raw_fd())
+            sys::local_addr(g.listener.get_ref())
           };
           Ok(Reply::RoundRobin(sockname))
         }
@@ -280,7 +281,7 @@ impl Listeners {
       }
       Policy::ReusePort => {
         let fd = sys::bind_socket(&q.addr, None, true)?;
-        let addr = match (&q.addr, sys::local_addr(fd.as_raw_fd())) {
+        let addr = match (&q.addr, sys::local_addr(&fd)) {
           (
             ListenAddr::Tcp {
               address, ipv6_only, ..
@@ -305,16 +306,9 @@ impl Listeners {
       Policy::RoundRobin => {
         let fd = sys::bind_socket(&q.addr, Some(q.backlog), false)?;
         sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let sockname = if q.pipe {
-          None
-        } else {
-          sys::local_addr(fd.as_raw_fd())
-        };
-        // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
-        let registered = unsafe { AsyncFd::register(fd) };
-        let listener = Arc::new(
-          registered.map_err(|e| std::io::Error::from(e).raw_os_error().unwrap_or(libc::EIO))?,
-        );
+        let sockname = if q.pipe { None } else { sys::local_addr(&fd) };
+        let registered = sys::async_fd(fd, Interest::READABLE | Interest::WRITABLE);
+        let listener = Arc::new(registered.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?);
         let rr = Arc::new_cyclic(|weak: &std::sync::Weak<Mutex<RoundRobin>>| {
           let weak = weak.clone();
           let listener2 = listener.clone();
@@ -508,7 +502,7 @@ async fn accept_loop(
     };
     let mut accepted = Vec::new();
     loop {
-      match sys::accept(listener.get_ref().as_raw_fd()) {
+      match sys::accept(listener.get_ref()) {
         Ok(conn) => accepted.push(conn),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
           guard.clear_ready();
@@ -663,11 +657,9 @@ pub(crate) fn sticky_listen(
 ) -> Result<(Sticky, Option<SockName>), i32> {
   let fd = sys::bind_socket(addr, Some(DEFAULT_BACKLOG), false)?;
   sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-  let local = sys::local_addr(fd.as_raw_fd());
-  // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
-  let registered = unsafe { AsyncFd::register(fd) };
-  let listener =
-    registered.map_err(|e| std::io::Error::from(e).raw_os_error().unwrap_or(libc::EIO))?;
+  let local = sys::local_addr(&fd);
+  let registered = sys::async_fd(fd, Interest::READABLE | Interest::WRITABLE);
+  let listener = registered.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
   let shared = shared.clone();
   let mut slots = StickySlots::new(workers);
   let task = tokio::spawn(async move {
@@ -676,7 +668,7 @@ pub(crate) fn sticky_listen(
         return;
       };
       loop {
-        match sys::accept_with_peer(listener.get_ref().as_raw_fd()) {
+        match sys::accept_with_peer(listener.get_ref()) {
           Ok((conn, peer)) => {
             let ip = peer.as_ref().map(node_remote_address).unwrap_or_default();
             let mut workers = shared.live_workers(WorkerKind::App);

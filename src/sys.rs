@@ -8,7 +8,12 @@
 //! except the one end handed to a child on purpose.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use tokio::io::unix::AsyncFd;
 
 /// The fd number Node expects its IPC channel on (`NODE_CHANNEL_FD`).
 pub const CHILD_CHANNEL_FD: RawFd = 3;
@@ -30,13 +35,12 @@ pub const CHILD_STARTUP_FD: RawFd = 4;
 /// (the master's read end, blocking; the child's write end), both
 /// close-on-exec until `child_setup` moves the write end to fd 4.
 pub fn startup_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-  let mut fds = [0 as libc::c_int; 2];
-  // SAFETY: fds is a valid two-element array for pipe2 to fill.
-  if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-    return Err(io::Error::last_os_error());
-  }
-  // SAFETY: pipe2 succeeded, both fds are open and owned by nobody else.
-  Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+  pipe_cloexec()
+}
+
+/// A pipe, both ends close-on-exec and blocking: (read end, write end).
+pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+  Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 /// Reads `fd` until end of file, at most `max` bytes (the rest is left
@@ -54,21 +58,16 @@ pub fn read_to_eof(
     if left.is_zero() {
       return Ok(None);
     }
-    let mut pfd = libc::pollfd {
-      fd: fd.as_raw_fd(),
-      events: libc::POLLIN,
-      revents: 0,
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    // whole milliseconds, at least 1, at most i32::MAX (PollTimeout::MAX)
+    let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    let ready = match nix::poll::poll(&mut pfd, timeout) {
+      Ok(ready) => ready,
+      Err(Errno::EINTR) => continue,
+      Err(e) => return Err(e.into()),
     };
-    let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd for the duration of the call.
-    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if ready < 0 {
-      let err = io::Error::last_os_error();
-      if err.kind() == io::ErrorKind::Interrupted {
-        continue;
-      }
-      return Err(err);
-    }
     if ready == 0 {
       continue;
     }
@@ -76,22 +75,15 @@ pub fn read_to_eof(
     if room == 0 {
       return Ok(Some(out));
     }
-    // SAFETY: reading into a live stack buffer of at least `room` bytes.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
-    if n < 0 {
-      let err = io::Error::last_os_error();
-      if matches!(
-        err.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-      ) {
-        continue;
-      }
-      return Err(err);
-    }
+    let n = match nix::unistd::read(fd.as_raw_fd(), &mut buf[..room]) {
+      Ok(n) => n,
+      Err(Errno::EINTR | Errno::EAGAIN) => continue,
+      Err(e) => return Err(e.into()),
+    };
     if n == 0 {
       return Ok(Some(out));
     }
-    out.extend_from_slice(&buf[..n as usize]);
+    out.extend_from_slice(&buf[..n]);
   }
 }
 
@@ -104,7 +96,7 @@ pub fn free_port() -> io::Result<u16> {
     ipv6_only: false,
   };
   let fd = bind_socket(&addr, None, false).map_err(io::Error::from_raw_os_error)?;
-  local_addr(fd.as_raw_fd())
+  local_addr(&fd)
     .map(|(_, _, port)| port)
     .ok_or_else(|| io::Error::other("a bound socket without a local address"))
 }
@@ -112,34 +104,34 @@ pub fn free_port() -> io::Result<u16> {
 /// A connected `AF_UNIX, SOCK_STREAM` pair, both ends close-on-exec; the
 /// master's end is non-blocking.
 pub fn ipc_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-  let mut fds = [0 as libc::c_int; 2];
-  // SAFETY: fds is a valid two-element array for socketpair to fill.
-  let rc = unsafe {
-    libc::socketpair(
-      libc::AF_UNIX,
-      libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-      0,
-      fds.as_mut_ptr(),
-    )
-  };
-  if rc != 0 {
-    return Err(io::Error::last_os_error());
-  }
-  // SAFETY: socketpair succeeded, both fds are open and owned by nobody else.
-  let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+  let (ours, theirs) = socket::socketpair(
+    socket::AddressFamily::Unix,
+    socket::SockType::Stream,
+    None,
+    socket::SockFlag::SOCK_CLOEXEC,
+  )?;
   set_nonblocking(ours.as_raw_fd())?;
   Ok((ours, theirs))
 }
 
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-  // SAFETY: plain fcntl on an fd we own.
-  unsafe {
-    let flags = libc::fcntl(fd, libc::F_GETFL);
-    if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-      return Err(io::Error::last_os_error());
-    }
-  }
+  use nix::fcntl::{fcntl, FcntlArg, OFlag};
+  let flags = fcntl(fd, FcntlArg::F_GETFL)?;
+  fcntl(
+    fd,
+    FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+  )?;
   Ok(())
+}
+
+/// Registers an owned descriptor with the tokio reactor (which must be
+/// current) for `interest`; the `AsyncFd` owns and finally closes it.
+pub fn async_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Result<AsyncFd<OwnedFd>> {
+  // SAFETY: tokio requires the fd to stay open, and `as_raw_fd` to return
+  // the same number, for the AsyncFd's whole life: an OwnedFd moved into it
+  // is closed only when the AsyncFd drops it, and nothing can swap it.
+  let registered = unsafe { AsyncFd::register_with_interest(fd, interest) };
+  registered.map_err(io::Error::from)
 }
 
 /// Runs in the child between fork and exec: async-signal-safe calls only.
@@ -150,6 +142,9 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 ///
 /// # Safety
 /// Only call from a `pre_exec` hook.
+// SAFETY: sound only in a freshly forked child (it rewires fds 0-4 and the
+// signal state), hence callers must uphold that; the body makes raw libc
+// calls only, as nothing that may allocate or lock is allowed there.
 pub unsafe fn child_setup(
   channel_fd: RawFd,
   startup_fd: RawFd,
@@ -214,118 +209,94 @@ pub unsafe fn child_setup(
   Ok(())
 }
 
-/// Room for the fds one `recvmsg` may carry (Node sends one per message; a
-/// hostile worker may send more, which we take and close).
-const MAX_FDS_PER_READ: usize = 16;
+/// Room for the fds one `recvmsg` may carry: Linux's SCM_MAX_FD, the most
+/// one message can hold. Node sends one per message; a hostile worker may
+/// send more, which we take and close. A smaller buffer would truncate the
+/// control data (MSG_CTRUNC), and nix then gives no access to the fds that
+/// did arrive, which would leak them.
+const MAX_FDS_PER_READ: usize = 253;
+
+thread_local! {
+  /// The control buffer for `recv_with_fds`, reused so that a read does not
+  /// allocate (nix reads only its capacity; its length stays 0).
+  static CMSG_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(
+    // one SCM_RIGHTS cmsg at its largest, plus room for a credentials one
+    Vec::with_capacity(
+      socket::cmsg_space::<[RawFd; MAX_FDS_PER_READ]>() + socket::cmsg_space::<libc::ucred>(),
+    ),
+  );
+}
 
 /// `recvmsg` into `buf`; received descriptors (close-on-exec) are pushed onto
 /// `fds`. Returns the byte count (0 at EOF).
 pub fn recv_with_fds(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-  const SPACE: usize = MAX_FDS_PER_READ * std::mem::size_of::<libc::c_int>();
-  // cmsg buffer, aligned for cmsghdr.
-  let mut control = [0u64; (SPACE + 64) / 8];
-  let mut iov = libc::iovec {
-    iov_base: buf.as_mut_ptr().cast(),
-    iov_len: buf.len(),
-  };
-  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  msg.msg_iov = &mut iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.as_mut_ptr().cast();
-  msg.msg_controllen = std::mem::size_of_val(&control) as _;
-  // SAFETY: msg points at live buffers for the duration of the call.
-  let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-  if n < 0 {
-    return Err(io::Error::last_os_error());
-  }
-  // SAFETY: walking the control buffer the kernel just filled, with its macros.
-  unsafe {
-    let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-    while !cmsg.is_null() {
-      if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-        let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
-        let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-        for i in 0..len / std::mem::size_of::<libc::c_int>() {
-          let raw = std::ptr::read_unaligned(data.add(i));
-          if raw >= 0 {
-            fds.push(OwnedFd::from_raw_fd(raw));
+  CMSG_BUF.with(|control| {
+    let mut control = control.borrow_mut();
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<()>(fd, &mut iov, Some(&mut control), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    match msg.cmsgs() {
+      Ok(cmsgs) => {
+        for cmsg in cmsgs {
+          if let ControlMessageOwned::ScmRights(raw_fds) = cmsg {
+            for raw in raw_fds.into_iter().filter(|&raw| raw >= 0) {
+              // SAFETY: the kernel just installed this descriptor in our
+              // table for this message (SCM_RIGHTS); nothing else knows its
+              // number, so the OwnedFd is its only owner and closes it.
+              fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
           }
         }
       }
-      cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+      // MSG_CTRUNC: cannot happen with room for SCM_MAX_FD descriptors
+      Err(e) => tracing::warn!("recvmsg: control data truncated ({e}); descriptors may leak"),
     }
-  }
-  Ok(n as usize)
+    Ok(msg.bytes)
+  })
 }
 
 /// `sendmsg` of `data`, with `fd` attached as SCM_RIGHTS when given.
 pub fn send_with_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<usize> {
-  let mut iov = libc::iovec {
-    iov_base: data.as_ptr() as *mut libc::c_void,
-    iov_len: data.len(),
-  };
-  let mut control = [0u64; 8];
-  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  msg.msg_iov = &mut iov;
-  msg.msg_iovlen = 1;
-  if let Some(fd) = fd {
-    // SAFETY: the control buffer has room for one cmsghdr with one int.
-    unsafe {
-      msg.msg_control = control.as_mut_ptr().cast();
-      msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
-      let cmsg = libc::CMSG_FIRSTHDR(&msg);
-      (*cmsg).cmsg_level = libc::SOL_SOCKET;
-      (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-      (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
-      std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::c_int, fd);
+  let iov = [IoSlice::new(data)];
+  let attached;
+  let cmsgs: &[ControlMessage] = match fd {
+    Some(fd) => {
+      attached = [fd];
+      &[ControlMessage::ScmRights(&attached)]
     }
-  }
-  // SAFETY: msg points at live buffers for the duration of the call.
-  let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-  if n < 0 {
-    return Err(io::Error::last_os_error());
-  }
-  Ok(n as usize)
+    None => &[],
+  };
+  Ok(socket::sendmsg::<()>(
+    sock,
+    &iov,
+    cmsgs,
+    MsgFlags::MSG_NOSIGNAL,
+    None,
+  )?)
 }
 
 /// `writev` of several buffers (no fds), MSG_NOSIGNAL semantics via sendmsg.
 pub fn send_vectored(sock: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
-  let iovs: Vec<libc::iovec> = bufs
-    .iter()
-    .map(|b| libc::iovec {
-      iov_base: b.as_ptr() as *mut libc::c_void,
-      iov_len: b.len(),
-    })
-    .collect();
-  // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  msg.msg_iov = iovs.as_ptr() as *mut libc::iovec;
-  msg.msg_iovlen = iovs.len() as _;
-  // SAFETY: msg points at live buffers for the duration of the call.
-  let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-  if n < 0 {
-    return Err(io::Error::last_os_error());
-  }
-  Ok(n as usize)
+  let iovs: Vec<IoSlice> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+  Ok(socket::sendmsg::<()>(
+    sock,
+    &iovs,
+    &[],
+    MsgFlags::MSG_NOSIGNAL,
+    None,
+  )?)
 }
 
 /// Shuts down the writing side of a socket (the peer reads EOF).
 pub fn shutdown_write(sock: RawFd) {
-  // SAFETY: shutdown on an fd we own; errors (already closed) are irrelevant.
-  unsafe {
-    libc::shutdown(sock, libc::SHUT_WR);
-  }
+  // errors (already closed) are irrelevant
+  let _ = socket::shutdown(sock, socket::Shutdown::Write);
 }
 
 /// Stops a listening socket from listening now, even while other owners of
 /// the descriptor keep it open: its port can be bound again at once.
 pub fn shutdown_listener(sock: RawFd) {
-  // SAFETY: shutdown on a socket fd we own; errors (not connected) are irrelevant.
-  unsafe {
-    libc::shutdown(sock, libc::SHUT_RDWR);
-  }
+  // errors (not connected) are irrelevant
+  let _ = socket::shutdown(sock, socket::Shutdown::Both);
 }
 
 /// Every descendant of `pid` (children, grandchildren, …), read from /proc.
@@ -373,8 +344,16 @@ pub fn kill(pid: u32, signal: i32) -> bool {
   if pid <= 0 {
     return false;
   }
-  // SAFETY: kill(2) with a positive pid.
-  unsafe { libc::kill(pid, signal) == 0 }
+  // 0 probes for existence; a number with no `Signal` (kill(2) would fail
+  // with EINVAL) sends nothing.
+  let signal = match signal {
+    0 => None,
+    s => match nix::sys::signal::Signal::try_from(s) {
+      Ok(s) => Some(s),
+      Err(_) => return false,
+    },
+  };
+  nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
 }
 
 /// Whether a process exists (and is not a zombie we could still signal).
@@ -525,10 +504,8 @@ pub fn bind_socket(
 pub type SockName = (String, &'static str, u16);
 
 /// The local address of a bound socket.
-pub fn local_addr(fd: RawFd) -> Option<SockName> {
-  // SAFETY: borrowing the fd for a getsockname; ManuallyDrop keeps it open.
-  let socket = std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
-  let addr = socket.local_addr().ok()?;
+pub fn local_addr(fd: &impl AsFd) -> Option<SockName> {
+  let addr = socket2::SockRef::from(fd).local_addr().ok()?;
   let sa = addr.as_socket()?;
   let family = if sa.is_ipv6() { "IPv6" } else { "IPv4" };
   Some((sa.ip().to_string(), family, sa.port()))
@@ -537,31 +514,17 @@ pub fn local_addr(fd: RawFd) -> Option<SockName> {
 /// Accepts one connection, non-blocking and close-on-exec (a worker's libuv
 /// takes a received socket as it is: a blocking one would stall its loop);
 /// WouldBlock when none is waiting.
-pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
-  // SAFETY: accept4 with null address pointers is allowed.
-  let fd = unsafe {
-    libc::accept4(
-      listener,
-      std::ptr::null_mut(),
-      std::ptr::null_mut(),
-      libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-    )
-  };
-  if fd < 0 {
-    return Err(io::Error::last_os_error());
-  }
-  // SAFETY: accept4 returned a new fd that we own.
-  Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub fn accept(listener: &impl AsFd) -> io::Result<OwnedFd> {
+  accept_with_peer(listener).map(|(conn, _)| conn)
 }
 
-/// Accepts one connection and tells who the peer is.
-pub fn accept_with_peer(listener: RawFd) -> io::Result<(OwnedFd, Option<std::net::SocketAddr>)> {
-  let conn = accept(listener)?;
-  // SAFETY: borrowing the fd for a getpeername; ManuallyDrop keeps it open.
-  let socket =
-    std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(conn.as_raw_fd()) });
-  let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
-  Ok((conn, peer))
+/// Accepts one connection (as `accept`) and tells who the peer is.
+pub fn accept_with_peer(
+  listener: &impl AsFd,
+) -> io::Result<(OwnedFd, Option<std::net::SocketAddr>)> {
+  let (conn, peer) =
+    socket2::SockRef::from(listener).accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)?;
+  Ok((conn.into(), peer.as_socket()))
 }
 
 #[cfg(test)]
@@ -594,16 +557,14 @@ mod tests {
     let short = std::time::Duration::from_millis(50);
     // nothing written yet, writer still open: the wait runs out
     assert_eq!(read_to_eof(&read_end, 16, short).expect("read"), None);
-    // SAFETY: writing a live buffer to an fd we own.
-    let n = unsafe { libc::write(write_end.as_raw_fd(), b"{\"ok\":1}".as_ptr().cast(), 8) };
+    let n = nix::unistd::write(&write_end, b"{\"ok\":1}").expect("write");
     assert_eq!(n, 8);
     drop(write_end);
     let answer = read_to_eof(&read_end, 16, short).expect("read");
     assert_eq!(answer.as_deref(), Some(&b"{\"ok\":1}"[..]));
     // an answer over the cap is cut at the cap
     let (r2, w2) = startup_pipe().expect("a pipe");
-    // SAFETY: as above.
-    unsafe { libc::write(w2.as_raw_fd(), b"0123456789".as_ptr().cast(), 10) };
+    nix::unistd::write(&w2, b"0123456789").expect("write");
     drop(w2);
     assert_eq!(
       read_to_eof(&r2, 4, short).expect("read").as_deref(),
@@ -616,6 +577,40 @@ mod tests {
     assert_eq!(signal_from_name("SIGTERM"), Some(libc::SIGTERM));
     assert_eq!(signal_name(libc::SIGKILL), Some("SIGKILL"));
     assert_eq!(signal_from_name("SIGNOPE"), None);
+    // `kill` sends only what nix knows as a `Signal`: every named one
+    for (name, number) in SIGNALS {
+      assert!(
+        nix::sys::signal::Signal::try_from(*number).is_ok(),
+        "{name}"
+      );
+    }
+    assert!(kill(std::process::id(), 0));
+  }
+
+  #[test]
+  fn every_descriptor_of_a_message_is_received_and_owned() {
+    let (a, b) = ipc_socketpair().expect("socketpair");
+    let (x, _y) = ipc_socketpair().expect("second pair");
+    // more than Node ever sends, as a hostile worker might
+    let many = vec![x.as_raw_fd(); 40];
+    socket::sendmsg::<()>(
+      b.as_raw_fd(),
+      &[IoSlice::new(b"x")],
+      &[ControlMessage::ScmRights(&many)],
+      MsgFlags::MSG_NOSIGNAL,
+      None,
+    )
+    .expect("send");
+    let mut buf = [0u8; 8];
+    let mut fds = Vec::new();
+    let n = recv_with_fds(a.as_raw_fd(), &mut buf, &mut fds).expect("recv");
+    assert_eq!(n, 1);
+    assert_eq!(fds.len(), 40);
+    for fd in &fds {
+      let flags =
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+      assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
   }
 
   #[test]
@@ -652,16 +647,15 @@ mod tests {
     let addr = loopback(0);
     let listener = bind_socket(&addr, Some(16), false).expect("bind");
     let is_nonblocking = |fd: RawFd| {
-      // SAFETY: F_GETFL on an fd we own.
-      let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+      let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL");
       flags & libc::O_NONBLOCK != 0
     };
     assert!(is_nonblocking(listener.as_raw_fd()));
-    let port = local_addr(listener.as_raw_fd()).expect("addr").2;
+    let port = local_addr(&listener).expect("addr").2;
     let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut conn = None;
     for _ in 0..100 {
-      match accept(listener.as_raw_fd()) {
+      match accept(&listener) {
         Ok(c) => {
           conn = Some(c);
           break;
@@ -677,7 +671,7 @@ mod tests {
   fn binding_a_busy_port_reports_eaddrinuse() {
     let addr = loopback(0);
     let first = bind_socket(&addr, Some(16), false).expect("bind");
-    let port = local_addr(first.as_raw_fd()).expect("addr").2;
+    let port = local_addr(&first).expect("addr").2;
     let again = loopback(port);
     assert_eq!(
       bind_socket(&again, Some(16), false).err(),

@@ -16,7 +16,6 @@
 //! (other than a registered worker's descendants), or block the master.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -75,7 +74,7 @@ impl Watchdog {
   /// Starts the watchdog; None when `/bin/sh` cannot be started (then only
   /// the IPC EOF ends orphans, as with egg-cluster).
   pub fn start(grace: Duration) -> Option<Watchdog> {
-    let (read_end, write_end) = pipe_cloexec().ok()?;
+    let (read_end, write_end) = crate::sys::pipe_cloexec().ok()?;
     let grace = format!("{:.3}", grace.as_secs_f64());
     let child = Command::new("/bin/sh")
       .arg("-c")
@@ -126,16 +125,4 @@ impl Drop for Watchdog {
       }
     }
   }
-}
-
-fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
-  let mut fds = [0 as libc::c_int; 2];
-  // SAFETY: fds is a valid two-element array for pipe2 to fill.
-  if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-    return Err(std::io::Error::last_os_error());
-  }
-  use std::os::fd::FromRawFd;
-  // SAFETY: pipe2 succeeded; both fds are new and owned here.
-  let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-  Ok((r, w))
 }

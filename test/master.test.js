@@ -499,7 +499,10 @@ describe('test/master.test.js', () => {
 
     it('replaces every app worker', async () => {
       app.proc.send({ to: 'master', action: 'reload-worker' });
-      await output(app, /\[master\] app_worker#4:\d+ started at/, 30000);
+      for (const line of [ /\[master\] app_worker#1:\d+ disconnect/, /\[master\] app_worker#2:\d+ disconnect/,
+        /\[master\] app_worker#4:\d+ started at/ ]) {
+        await output(app, line, 30000);
+      }
       assert.match(app.stdout, /\[master\] app_worker#1:\d+ disconnect/);
       assert.match(app.stdout, /\[master\] app_worker#2:\d+ disconnect/);
       assert.match(app.stdout, /\[master\] app_worker#4:\d+ started at/);

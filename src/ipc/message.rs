@@ -504,7 +504,8 @@ fn classify_object(object: RawObject<'_>) -> Incoming<'_> {
 
 /// `parse_line` for a line already known to be UTF-8.
 pub fn parse_text(text: &str) -> Result<Incoming<'_>, MessageError> {
-  let trimmed = text.trim_start_matches([' ', '\t', '\r']);
+  // JSON's whitespace (a line never holds a raw '\n', but a caller's text may)
+  let trimmed = text.trim_start_matches([' ', '\t', '\r', '\n']);
   match trimmed.as_bytes().first() {
     Some(b'{') => {
       let object: RawObject<'_> =
@@ -692,6 +693,17 @@ mod tests {
       parse_line(b"null").err(),
       Some(MessageError::NotAnObject("null"))
     );
+  }
+
+  #[test]
+  fn leading_json_whitespace_of_any_kind_is_skipped() {
+    // found by the scanner/serde property test: "\n{}" was taken for "a number"
+    for text in ["\n{}", " \t\r\n{}"] {
+      assert!(
+        matches!(parse_text(text), Ok(Incoming::User(Envelope::Object(_)))),
+        "{text:?}"
+      );
+    }
   }
 
   #[test]

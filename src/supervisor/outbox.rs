@@ -321,10 +321,7 @@ impl<'a> Room<'a> {
         Some(waiter) => waiter,
         slot @ None => {
           let dup = self.sock.get_ref().try_clone()?;
-          // SAFETY: the duplicate moves into the AsyncFd and stays open as long as it.
-          let registered =
-            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE) };
-          slot.insert(registered.map_err(std::io::Error::from)?)
+          slot.insert(sys::async_fd(dup, tokio::io::Interest::WRITABLE)?)
         }
       };
       let mut guard = waiter.writable().await?;
@@ -424,10 +421,7 @@ mod tests {
     use std::io::Read;
     let (ours, theirs) = sys::ipc_socketpair().unwrap();
     // registered as the supervisor does: for readability only
-    // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
-    let sock = unsafe { AsyncFd::register_with_interest(ours, tokio::io::Interest::READABLE) }
-      .map_err(std::io::Error::from)
-      .unwrap();
+    let sock = sys::async_fd(ours, tokio::io::Interest::READABLE).unwrap();
     // far more than a socket buffer holds, in lines of several sizes
     let lines: Vec<Vec<u8>> = (0..400u32)
       .map(|i| {

@@ -5,7 +5,6 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::event::Event;
@@ -67,7 +66,10 @@ impl Core {
     let startup_fd = startup.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
     let master_pid = self.shared.master_pid as libc::pid_t;
     let death_signal = self.shared.config.death_signal;
-    // SAFETY: child_setup makes only async-signal-safe calls.
+    // SAFETY: pre_exec runs the closure between fork and exec; it captures
+    // only integers (no allocation, no lock) and child_setup makes only
+    // async-signal-safe syscalls. The fds it names (`theirs`, the startup
+    // write end) stay open here until `spawn` has returned.
     unsafe {
       cmd.pre_exec(move || sys::child_setup(child_fd, startup_fd, master_pid, death_signal));
     }
@@ -86,11 +88,8 @@ impl Core {
       w.add(pid);
     }
     // Readable only: writers wait for room on their own (outbox::Room).
-    // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
-    let registered =
-      unsafe { AsyncFd::register_with_interest(ours, tokio::io::Interest::READABLE) };
-    let sock =
-      Arc::new(registered.map_err(|e| CoreError::io("registering the IPC channel", e.into()))?);
+    let registered = sys::async_fd(ours, tokio::io::Interest::READABLE);
+    let sock = Arc::new(registered.map_err(|e| CoreError::io("registering the IPC channel", e))?);
     let (outbox, outbox_rx) = Outbox::new(
       self.shared.config.queue_bytes,
       self.shared.config.stall_timeout,
