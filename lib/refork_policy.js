@@ -76,4 +76,4 @@ class ReforkPolicy {
   }
 }
 
-module.exports = { ReforkPolicy, REFORK_LIMIT, REFORK_WINDOW };
+module.exports = { ReforkPolicy };
