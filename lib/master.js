@@ -39,7 +39,10 @@ class Master extends EventEmitter {
   constructor(options) {
     super();
     // the framework is checked by the agent as it loads it (startAgentEarly, lib/master/agent.js)
-    this.options = parseOptions(options, { checkFramework: false });
+    this.options = parseOptions(options, {
+      checkFramework: false,
+      onDefaultWorkers: chosen => { this.defaultWorkers = chosen; },
+    });
     this.isProduction = isProduction(this.options);
     this.closed = false;
     this.isStarted = false;
@@ -100,6 +103,9 @@ class Master extends EventEmitter {
     }
     this.log('[master] start with env: isProduction: %s, EGG_SERVER_ENV: %s, NODE_ENV: %s',
       this.isProduction, this.options.env, process.env.NODE_ENV);
+    if (this.defaultWorkers) {
+      this.logger.info('[master] app workers: %s, as no workers option is given: %s', this.defaultWorkers.count, this.defaultWorkers.rule);
+    }
 
     const startTime = Date.now();
     this.ready(() => this.onReady(startTime));

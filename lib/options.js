@@ -6,11 +6,11 @@
  * argv JSON, and sends with `egg-ready`.
  */
 
-const os = require('os');
 const fs = require('fs');
 const path = require('path');
 const assert = require('assert');
 const { getFrameworkPath, assertFramework } = require('./framework');
+const { defaultWorkerCount } = require('./worker_count');
 
 const DEBUG_ARGV = [ '--debug', '--inspect' ];
 
@@ -23,8 +23,9 @@ class StartModeNotSupportedError extends Error {
 
 /**
  * @param {Object} input - startCluster's options
- * @param {Object} [internal] - `{ checkFramework: false }`: the caller checks the framework
- *   itself (the Master has its agent do it)
+ * @param {Object} [internal] - `checkFramework: false`: the caller checks the framework itself
+ *   (the Master has its agent do it); `onDefaultWorkers({ count, rule })`: told how the worker
+ *   count was chosen when the options give none
  * @return {Object} the parsed options
  */
 function parseOptions(input, internal = {}) {
@@ -51,7 +52,12 @@ function parseOptions(input, internal = {}) {
       'app and agent workers always run as processes; remove `startMode` or set it to "process"');
   }
 
-  if (!options.workers) options.workers = os.cpus().length;
+  if (!options.workers) {
+    // egg-cluster's os.cpus().length, bounded by a container's CPU quota (lib/worker_count.js)
+    const chosen = defaultWorkerCount({ root: process.env.EGG_CLUSTER_RS_TEST_CGROUP_ROOT });
+    options.workers = chosen.count;
+    if (internal.onDefaultWorkers) internal.onDefaultWorkers(chosen);
+  }
   if (!options.env && process.env.EGG_SERVER_ENV) options.env = process.env.EGG_SERVER_ENV;
 
   const pkgPath = path.join(options.baseDir, 'package.json');

@@ -18,10 +18,12 @@ describe('test/options.test.js', () => {
 
   it('fills egg-cluster defaults', () => {
     mm(process.env, 'EGG_SERVER_ENV', '');
+    // no CPU quota: every CPU this process may use (lib/worker_count.js; test/worker_count.test.js)
+    mm(process.env, 'EGG_CLUSTER_RS_TEST_CGROUP_ROOT', os.tmpdir());
     const options = parseOptions({ baseDir });
     assert.strictEqual(options.framework, eggPath);
     assert.strictEqual(options.baseDir, baseDir);
-    assert.strictEqual(options.workers, os.cpus().length);
+    assert.strictEqual(options.workers, os.availableParallelism());
     assert.strictEqual(options.port, undefined);
     assert.strictEqual(options.https, false);
     assert.strictEqual(options.reusePort, false);
@@ -32,8 +34,9 @@ describe('test/options.test.js', () => {
   });
 
   it('keeps a default when the option is null or undefined', () => {
+    mm(process.env, 'EGG_CLUSTER_RS_TEST_CGROUP_ROOT', os.tmpdir());
     const options = parseOptions({ baseDir, workers: null, port: undefined, plugins: null });
-    assert.strictEqual(options.workers, os.cpus().length);
+    assert.strictEqual(options.workers, os.availableParallelism());
     assert.strictEqual(options.port, undefined);
     assert.strictEqual(options.plugins, null);
   });
