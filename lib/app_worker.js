@@ -8,7 +8,8 @@
  * the stickyWorkerPort in sticky mode, where the master hands it connections. The master
  * counts it as started when the cluster 'listening' event arrives.
  * It exits on SIGTERM (code 0, after app.close()), or with code 1 when the app fails to
- * start, times out starting, or its server fails to listen.
+ * start, times out starting, or its server fails to listen. Taken out of the cluster by the
+ * master (a reload), it finishes the requests in progress before it closes.
  */
 
 const options = JSON.parse(process.argv[2]);
@@ -84,17 +85,83 @@ function createServer() {
       cert: fs.readFileSync(httpsOptions.cert),
       ca: httpsOptions.ca && fs.readFileSync(httpsOptions.ca),
     });
-    const server = require('https').createServer(tlsOptions, app.callback());
+    const server = require('https').createServer(tlsOptions, drainable(app.callback()));
     // the debug port always speaks plain http
     const debugServer = debugPort ? require('http').createServer(app.callback()) : null;
     return { server, debugServer };
   }
-  const server = require('http').createServer(app.callback());
+  const server = require('http').createServer(drainable(app.callback()));
   return { server, debugServer: debugPort ? server : null };
+}
+
+// Once the master has taken this worker out of the cluster (a reload, cluster.Worker#kill) or
+// its server closes, it gets no new connection; what it still serves ends after its response
+// (`Connection: close`) and an idle keep-alive connection is closed now, so that clients move to
+// the other workers.
+let draining = false;
+const openSockets = new Set();
+const activeResponses = new Set();
+
+function drainable(handle) {
+  return (req, res) => {
+    if (draining) res.shouldKeepAlive = false;
+    activeResponses.add(res);
+    res.once('close', () => activeResponses.delete(res));
+    handle(req, res);
+  };
+}
+
+function trackSockets(server) {
+  server.on('connection', socket => {
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+  });
+}
+
+// Node's cluster closes the worker's servers first when the master disconnects it; a server's
+// close waits for its connections, so the draining starts right there
+function drainOnClose(servers) {
+  for (const server of new Set(servers)) {
+    const close = server.close;
+    server.close = function(...args) {
+      startDraining(servers);
+      return close.apply(this, args);
+    };
+  }
+}
+
+function startDraining(servers) {
+  if (draining) return;
+  draining = true;
+  for (const res of activeResponses) {
+    if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+  for (const server of servers) {
+    if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
+  }
+}
+
+// before app.close(): while draining, let the connections in progress finish, at most half the
+// master's close timeout (it SIGKILLs after the whole of it)
+function drained() {
+  if (!draining || openSockets.size === 0) return Promise.resolve();
+  const closeTimeout = Number(process.env.EGG_APP_CLOSE_TIMEOUT || process.env.EGG_MASTER_CLOSE_TIMEOUT || 5000);
+  const deadline = Date.now() + closeTimeout / 2;
+  return new Promise(resolve => {
+    const timer = setInterval(() => {
+      if (openSockets.size === 0 || Date.now() >= deadline) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 20);
+  });
 }
 
 function startServer() {
   const { server, debugServer } = createServer();
+  trackSockets(server);
+  if (debugServer && debugServer !== server) trackSockets(debugServer);
+  drainOnClose([ server, debugServer ].filter(Boolean));
 
   server.once('error', err => {
     consoleLogger.error('[app_worker] server got error: %s, code: %s', err.message, err.code);
@@ -148,7 +215,7 @@ function startServer() {
 graceful({
   logger: consoleLogger,
   label: 'app_worker',
-  beforeExit: () => app.close(),
+  beforeExit: () => drained().then(() => app.close()),
   // egg-cluster's graceful-process 1.x waited for app.close() as long as it took (the master
   // SIGKILLs after its close timeout); 2.x gives up after GRACEFUL_TIMEOUT, default 5s
   timeout: Number(process.env.GRACEFUL_TIMEOUT) || MAX_TIMER_MS,

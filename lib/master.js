@@ -30,6 +30,7 @@ const { AgentLifecycle } = require('./master/agent');
 const { AppWorkerLifecycle, getAddress } = require('./master/app_workers');
 const { AppWorkerDeaths } = require('./master/app_deaths');
 const { DevReload } = require('./master/dev_reload');
+const { RollingReload } = require('./master/rolling_reload');
 
 class Master extends EventEmitter {
   /**
@@ -74,6 +75,7 @@ class Master extends EventEmitter {
     this.reloadPending = false;
     this.healthTimer = null;
 
+    this.rollingReload = new RollingReload(this);
     this.readyState = new ReadyState();
     this.pool = new WorkerPool(poolOptions(this.options));
     const early = this.startAgentEarly();
@@ -114,7 +116,8 @@ class Master extends EventEmitter {
     this.on('agent-start', this.onAgentStart.bind(this));
     this.on('app-exit', this.onAppExit.bind(this));
     this.on('app-start', this.onAppStart.bind(this));
-    this.on('reload-worker', this.onReload.bind(this));
+    // egg-development's reload stays egg-cluster's; elsewhere reload-worker is a rolling reload
+    this.on('reload-worker', () => (this.isProduction ? this.reloadOn('reload-worker') : this.onReload()));
     this.once('agent-start', this.forkAppWorkers.bind(this));
     this.on('realport', ({ port, protocol } = {}) => {
       if (port) this.realPort = port;
@@ -124,6 +127,7 @@ class Master extends EventEmitter {
     process.once('SIGINT', this.onSignal.bind(this, 'SIGINT'));
     process.once('SIGQUIT', this.onSignal.bind(this, 'SIGQUIT'));
     process.once('SIGTERM', this.onSignal.bind(this, 'SIGTERM'));
+    process.on('SIGUSR2', () => this.reloadOn('SIGUSR2'));
     process.once('exit', this.onExit.bind(this));
 
     if (this.options.pidFile) {
@@ -150,6 +154,24 @@ class Master extends EventEmitter {
    */
   ready(flagOrCallback) {
     return this.readyState.ready(flagOrCallback);
+  }
+
+  /**
+   * Rolling reload (lib/master/rolling_reload.js): every app worker replaced, one at a time,
+   * each old one retired only once its successor listens.
+   * @param {Object} [options] - `agent: true` replaces the agent first; `startTimeout` (ms)
+   * @return {Promise<Object>} `{ ms, agent, slots: [{ oldPid, newPid, ms }] }`
+   */
+  reload(options) {
+    return this.rollingReload.run(options);
+  }
+
+  reloadOn(trigger) {
+    this.logger.info('[master] reload: requested by %s', trigger);
+    this.reload().catch(err => {
+      // an abort is logged with its reason already
+      if (err.code !== 'ERR_RELOAD_ABORTED') this.logger.warn('%s, %s ignored', err.message, trigger);
+    });
   }
 
   log(...args) {

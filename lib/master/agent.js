@@ -10,6 +10,7 @@ const path = require('path');
 const util = require('util');
 const { assertFramework, judgeFramework, STARTUP_FD_ENV } = require('../framework');
 const { freePort: freePortSync } = require('../../binding');
+const { settleOn } = require('./settle_on');
 
 const AGENT_WORKER_FILE = path.join(__dirname, '..', 'agent_worker.js');
 const AGENT_REFORK_DELAY = 1000;
@@ -166,6 +167,25 @@ class AgentLifecycle {
   }
 
   /**
+   * Resolves once `agent` has started; rejects when an agent exits first or `timeout` ms pass.
+   * @param {Object} agent - this.agent, as forkAgentWorker() set it
+   * @param {number} timeout - ms
+   * @return {Promise<Object>} the agent
+   */
+  waitAgentStarted(agent, timeout) {
+    if (agent.status === 'started') return Promise.resolve(agent);
+    const name = `agent_worker#${agent.id}:${agent.pid}`;
+    return settleOn(this, {
+      resolveOn: 'agent-start',
+      accept: () => agent.status === 'started',
+      rejectOn: 'agent-exit',
+      rejectWith: ({ code, signal } = {}) => new Error(`${name} exited (code: ${code}, signal: ${signal}) before it started`),
+      timeout,
+      timeoutError: () => new Error(`${name} did not start within ${timeout}ms`),
+    }).then(() => agent);
+  }
+
+  /**
    * The agent died: refork it after 1s once the cluster has started, exit during startup.
    * @param {Object} data - { code, signal }
    */
@@ -176,6 +196,15 @@ class AgentLifecycle {
     this.agent = null;
 
     this.messenger.send({ action: 'egg-pids', to: 'app', data: [] });
+
+    if (agent.replacing) {
+      // a reload stopped it (lib/master/rolling_reload.js): its successor starts now
+      this.logger.info('[master] reload: agent_worker#%s:%s stopped (code: %s, signal: %s), new agent_worker starting...',
+        agent.id, agent.pid, data.code, data.signal);
+      this.forkAgentWorker();
+      agent.replacing(this.agent);
+      return;
+    }
 
     const err = new Error(util.format('[master] agent_worker#%s:%s died (code: %s, signal: %s)',
       agent.id, agent.pid, data.code, data.signal));

@@ -34,6 +34,7 @@ class AppWorkerDeaths {
       worker.id, worker.pid, worker.exitedAfterDisconnect, worker.state, this.clusterWorkerIds());
 
     if (worker.killSignal) this.signalAppWorker(worker, worker.killSignal);
+    worker.events.emit('disconnect');
   }
 
   onAppProcessExit(info, code, signal) {
@@ -62,6 +63,7 @@ class AppWorkerDeaths {
 
     this.emit('app-exit', { workerId: worker.pid, code, signal });
     worker.settle();
+    worker.events.emit('exit', code, signal);
     if (this.closed) this.appWorkers.delete(worker.id);
   }
 
@@ -104,7 +106,8 @@ class AppWorkerDeaths {
     const worker = this.findAppWorker(data.workerId);
     if (!worker) return;
 
-    if (!worker.isDevReload) {
+    // a worker a reload replaced, or a dev reload's, was expected to go
+    if (!worker.isDevReload && !worker.retired) {
       // egg-cluster prints cluster.Worker#exitCode here, a property Node never sets
       const message = util.format(
         '[master] app_worker#%s:%s died (code: %s, signal: %s, suicide: %s, state: %s), current workers: %j',
@@ -124,6 +127,7 @@ class AppWorkerDeaths {
     this.appWorkers.delete(worker.id);
     this.messenger.send({ action: 'egg-pids', to: 'agent', data: this.listeningWorkerPids() });
 
+    if (worker.retired) return;
     if (this.isAllWorkerStarted) {
       this.messenger.send({ action: 'app-worker-died', to: 'parent' });
     } else {

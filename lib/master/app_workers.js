@@ -8,6 +8,8 @@
  */
 
 const path = require('path');
+const { EventEmitter } = require('events');
+const { settleOn } = require('./settle_on');
 
 const APP_WORKER_FILE = path.join(__dirname, '..', 'app_worker.js');
 // Node's cluster gives each app worker its own inspector port when the master runs with one of these
@@ -31,6 +33,28 @@ class AppWorker {
     this.reforkedOnDisconnect = false;
     this.killSignal = null;
     this.onSettled = null;
+    // taken out by a rolling reload (lib/master/rolling_reload.js): its exit is expected
+    this.retired = false;
+    // 'started', 'disconnect', 'exit' (code, signal): for whoever waits on this worker
+    this.events = new EventEmitter();
+  }
+
+  /**
+   * Resolves once the worker has started (listens on the app port); rejects when it exits
+   * first or does not start within `timeout` ms.
+   * @param {number} timeout - ms
+   * @return {Promise<void>} -
+   */
+  waitStarted(timeout) {
+    if (this.started) return Promise.resolve();
+    if (this.isDead) return Promise.reject(new Error('exited before it started'));
+    return settleOn(this.events, {
+      resolveOn: 'started',
+      rejectOn: 'exit',
+      rejectWith: (code, signal) => new Error(`exited (code: ${code}, signal: ${signal}) before it started`),
+      timeout,
+      timeoutError: () => new Error(`did not start within ${timeout}ms`),
+    });
   }
 
   get id() {
@@ -172,6 +196,7 @@ class AppWorkerLifecycle {
     // a worker reports its app port once, however many ways it is told about
     if (worker.started) return;
     worker.started = true;
+    worker.events.emit('started');
     this.reforkPolicy.slotStarted(worker.workerEnv);
 
     this.messenger.send({ action: 'egg-pids', to: 'agent', data: this.listeningWorkerPids() });
@@ -202,6 +227,34 @@ class AppWorkerLifecycle {
     } else {
       this.ready(true);
     }
+  }
+
+  /**
+   * Takes a worker out for good, expected by everyone (a rolling reload): it leaves the
+   * listening sockets (disconnect), then gets SIGTERM, and SIGKILL after `timeout` ms.
+   * @param {AppWorker} worker - the worker
+   * @param {number} timeout - ms between SIGTERM and SIGKILL (and at most to disconnect)
+   * @return {Promise<void>} resolves once it has exited
+   */
+  async retireAppWorker(worker, timeout) {
+    worker.retired = true;
+    worker.disableRefork = true;
+    if (!worker.isDead && worker.state !== 'disconnected') {
+      let timer;
+      const gone = new Promise(resolve => {
+        worker.events.once('disconnect', resolve);
+        worker.events.once('exit', resolve);
+        timer = setTimeout(resolve, timeout);
+      });
+      try {
+        this.pool.disconnect(worker.pid);
+      } catch (err) {
+        this.logger.error(err);
+      }
+      await gone;
+      clearTimeout(timer);
+    }
+    if (!worker.isDead) await this.pool.terminate(worker.pid, timeout);
   }
 
   // cluster.Worker#kill: disconnect, then signal once disconnected
