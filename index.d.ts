@@ -218,6 +218,32 @@ export interface ClusterOptions {
   [key: string]: unknown;
 }
 
+export interface ReloadOptions {
+  /** Replace the agent first, with egg's agent lifecycle (default false). */
+  agent?: boolean;
+  /** ms a successor has to start before the reload aborts (default 120000). */
+  startTimeout?: number;
+}
+
+export interface ReloadedSlot {
+  oldPid: number;
+  newPid: number;
+  /** From the successor's fork to the old worker's exit. */
+  ms: number;
+}
+
+export interface ReloadResult {
+  ms: number;
+  agent: ReloadedSlot | null;
+  slots: ReloadedSlot[];
+}
+
+/** A refused or aborted reload: `code` is `ERR_RELOAD_IN_PROGRESS`, `ERR_RELOAD_UNAVAILABLE` or `ERR_RELOAD_ABORTED`. */
+export interface ReloadError extends Error {
+  name: 'ReloadError';
+  code: 'ERR_RELOAD_IN_PROGRESS' | 'ERR_RELOAD_UNAVAILABLE' | 'ERR_RELOAD_ABORTED';
+}
+
 /** egg's cluster master. */
 export declare class Master extends EventEmitter {
   constructor(options?: ClusterOptions);
@@ -229,6 +255,11 @@ export declare class Master extends EventEmitter {
   ready(callback: (err?: Error) => void): void;
   ready(flagOrError: boolean | Error): void;
   close(): Promise<void>;
+  /**
+   * Rolling reload: each app worker replaced in turn, the old one retired only once its
+   * successor listens. Rejects with a {@link ReloadError}. SIGUSR2 does the same.
+   */
+  reload(options?: ReloadOptions): Promise<ReloadResult>;
 
   on(event: 'agent-start' | 'agent-exit' | 'app-start' | 'app-exit' | 'realport' | 'reload-worker', listener: (data: any) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;

@@ -9,6 +9,8 @@ import {
   WorkerMessenger,
   startCluster,
   Master,
+  ReloadError,
+  ReloadResult,
   MessageEnvelope,
   PoolWorker,
   PoolError,
@@ -116,10 +118,14 @@ const closed: Promise<void> = master.close();
 const isProduction: boolean = master.isProduction;
 const mm: Messenger = master.messenger;
 const emitter: EventEmitter = master;
+const reloaded: Promise<ReloadResult> = master.reload({ agent: true, startTimeout: 60000 });
+reloaded.then(r => r.slots.map(slot => slot.newPid - slot.oldPid + slot.ms), (err: ReloadError) => err.code);
+// @ts-expect-error agent is a boolean
+master.reload({ agent: 'yes' });
 
 // @ts-expect-error workers is a number
 new Master({ workers: 'two' });
 // @ts-expect-error only process mode is described
 startCluster({ startMode: 'threads' });
 
-export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter };
+export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter, reloaded };
