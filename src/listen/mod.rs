@@ -22,6 +22,11 @@ mod protocol;
 mod round_robin;
 mod sticky;
 
+#[cfg(test)]
+mod fake_peer;
+#[cfg(test)]
+mod tests;
+
 pub use sticky::{sticky_index, sticky_listen, LiveApps, Sticky, StickySlots};
 
 use std::collections::HashMap;
@@ -302,6 +307,16 @@ impl<P: Peer> Listeners<P> {
         }
         _ => {}
       }
+    }
+  }
+
+  /// The connections a round-robin key holds, accepted and not yet handed
+  /// to a worker (None: no round-robin handle under `key`).
+  #[cfg(test)]
+  fn pending(&self, key: &str) -> Option<usize> {
+    match self.lock().get(key) {
+      Some(Handle::RoundRobin(rr)) => Some(rr.pending()),
+      _ => None,
     }
   }
 }

@@ -170,6 +170,12 @@ impl<P: Peer> RoundRobinHandle<P> {
       worker.send_protocol(line, Some(dup));
     }
   }
+
+  /// Connections accepted and not yet handed to a worker.
+  #[cfg(test)]
+  pub fn pending(&self) -> usize {
+    self.lock().pending.len()
+  }
 }
 
 fn lock<P>(rr: &Mutex<RoundRobin<P>>) -> MutexGuard<'_, RoundRobin<P>> {

@@ -216,4 +216,28 @@ mod tests {
     let b: std::net::SocketAddr = "10.1.2.3:5".parse().expect("addr");
     assert_eq!(node_remote_address(&b), "10.1.2.3");
   }
+
+  #[test]
+  fn a_sticky_client_goes_to_a_listening_app_worker_counted_in_id_order() {
+    use super::super::fake_peer::FakePeer;
+    use std::sync::atomic::Ordering;
+    // forked out of id order; "127001" % 3 == 2: the third worker by id
+    let live = vec![
+      FakePeer::app(30, 3),
+      FakePeer::app(10, 1),
+      FakePeer::app(20, 2),
+    ];
+    let pick = |live: &[Arc<FakePeer>]| {
+      choose(&mut StickySlots::new(0), "127.0.0.1", live.to_vec()).map(|w| w.pid)
+    };
+    assert_eq!(pick(&live), Some(30));
+    // only the listening ones count while any listens
+    live[0].listening.store(false, Ordering::Relaxed);
+    live[2].listening.store(false, Ordering::Relaxed);
+    assert_eq!(pick(&live), Some(10));
+    // while none listens yet, every live one does
+    live[1].listening.store(false, Ordering::Relaxed);
+    assert_eq!(pick(&live), Some(30));
+    assert_eq!(pick(&[]), None);
+  }
 }
