@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::Peer;
+use super::peer::Peer;
 
 /// How long a test waits for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(5);

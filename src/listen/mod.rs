@@ -10,14 +10,16 @@
 //!   port; the kernel spreads connections with no master in the path.
 //!
 //! This file owns the table of handles, one per key, and answers a worker's
-//! `queryServer`, `close` and `ack`. `protocol` holds the request and the
-//! reply lines, `round_robin` the round-robin handle, `sticky` egg's sticky
-//! sessions. Workers are known only through the `Peer` trait (the owner of the
-//! worker table implements it): this module imports no worker type.
+//! `queryServer`, `close` and `ack`. `peer` holds what listen needs of the
+//! workers (the `Peer` and `LiveApps` traits, implemented by the owner of the
+//! worker table: this module imports no worker type), `protocol` the request
+//! and the reply lines, `round_robin` the round-robin handle, `sticky` egg's
+//! sticky sessions. The submodules never import this file.
 //!
 //! Must never: block, keep a connection after its worker accepted it, or let
 //! a worker's bad request disturb another key.
 
+mod peer;
 mod protocol;
 mod round_robin;
 mod sticky;
@@ -27,7 +29,8 @@ mod fake_peer;
 #[cfg(test)]
 mod tests;
 
-pub use sticky::{sticky_index, sticky_listen, LiveApps, Sticky, StickySlots};
+pub use peer::{LiveApps, Peer};
+pub use sticky::{sticky_index, sticky_listen, Sticky, StickySlots};
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -35,25 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::ipc::message::RawObject;
 use crate::sys::{self, ListenAddr, SockName};
-use protocol::Query;
+use protocol::{unix_path, Query};
 use round_robin::RoundRobinHandle;
-
-/// What `listen` needs of a worker: who it is, whether it may listen, and a
-/// way to send it a protocol line (with a descriptor). Sending never blocks
-/// and is never dropped for lack of room.
-pub trait Peer: Send + Sync + 'static {
-  fn pid(&self) -> u32;
-  /// The worker's id (egg's order of app workers).
-  fn id(&self) -> u32;
-  /// An app worker (only app workers may listen).
-  fn is_app(&self) -> bool;
-  /// Node's `worker.state === 'listening'`.
-  fn is_listening(&self) -> bool;
-  /// The next `seq` of the master's NODE_CLUSTER messages to this worker.
-  fn next_seq(&self) -> u64;
-  /// Queues one protocol line, with `fd` as its handle.
-  fn send_protocol(&self, line: Vec<u8>, fd: Option<OwnedFd>);
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -318,13 +304,6 @@ impl<P: Peer> Listeners<P> {
       Some(Handle::RoundRobin(rr)) => Some(rr.pending()),
       _ => None,
     }
-  }
-}
-
-fn unix_path(addr: &ListenAddr) -> Option<String> {
-  match addr {
-    ListenAddr::Unix(path) => Some(path.clone()),
-    ListenAddr::Tcp { .. } => None,
   }
 }
 

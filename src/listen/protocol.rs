@@ -156,3 +156,11 @@ pub(super) fn parse_ack(o: &RawObject<'_>) -> Option<(u64, bool)> {
   let accepted = o.get("accepted").is_some_and(|v| v.get() == "true");
   Some((ack, accepted))
 }
+
+/// The unix socket path a listen binds (unlinked when its handle closes).
+pub(super) fn unix_path(addr: &ListenAddr) -> Option<String> {
+  match addr {
+    ListenAddr::Unix(path) => Some(path.clone()),
+    ListenAddr::Tcp { .. } => None,
+  }
+}

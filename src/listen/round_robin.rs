@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::protocol::{self, Query};
-use super::{unix_path, Peer};
+use super::peer::Peer;
+use super::protocol::{self, unix_path, Query};
 use crate::sys::{self, SockName};
 
 /// One connection in flight to a worker, waiting for its `accepted`.

@@ -13,16 +13,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use tokio::io::Interest;
 
+use super::peer::{LiveApps, Peer};
 use super::protocol::DEFAULT_BACKLOG;
-use super::Peer;
 use crate::sys::{self, ListenAddr, SockName};
-
-/// Who may be handed a sticky connection now: the live app workers (what
-/// the table of workers says at the moment a connection arrives).
-pub trait LiveApps: Send + Sync + 'static {
-  type Peer: Peer;
-  fn live_apps(&self) -> Vec<Arc<Self::Peer>>;
-}
 
 /// The running sticky listener; `close` stops it.
 pub struct Sticky {
