@@ -273,11 +273,18 @@ test.serial('terminate of a pid the core does not know rejects', async t => {
   await t.throwsAsync(cluster.terminate(999999999, 10), { message: /999999999/ });
 });
 
-// napi's async methods reject with a Status code only: the core's code leads the message
-test.serial('terminate of a pid the core does not know rejects with a message led by ERR_NO_SUCH_WORKER', async t => {
+test.serial('terminate of a pid the core does not know rejects with err.code ERR_NO_SUCH_WORKER', async t => {
   const { cluster } = start(t);
   const err = await t.throwsAsync(cluster.terminate(999999999, 10));
-  t.regex(err.message, /^ERR_NO_SUCH_WORKER: no worker with pid 999999999/);
+  t.is(err.code, 'ERR_NO_SUCH_WORKER');
+  t.is(err.message, 'no worker with pid 999999999');
+});
+
+test.serial('terminate after close() rejects with err.code ERR_CLOSED', async t => {
+  const { cluster } = start(t);
+  cluster.close();
+  const err = await t.throwsAsync(cluster.terminate(1, 10));
+  t.is(err.code, 'ERR_CLOSED');
 });
 
 test.serial('disconnect of a pid the core does not know throws with err.code ERR_NO_SUCH_WORKER', t => {

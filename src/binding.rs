@@ -453,24 +453,41 @@ impl NativeCluster {
   }
 
   /// SIGTERM to a worker and its descendants, SIGKILL to what is left after
-  /// `timeoutMs`; resolves once the worker has exited.
-  #[napi]
-  pub async fn terminate(&self, pid: u32, timeout_ms: f64) -> Result<()> {
-    // napi's async methods reject with a Status code only, so the core's
-    // stable code leads the message (`ERR_NO_SUCH_WORKER: …`).
-    let reject = |e: CoreError| Error::new(Status::GenericFailure, format!("{}: {e}", e.code()));
-    let core = self
+  /// `timeoutMs`; resolves once the worker has exited. Rejects with the
+  /// core's `err.code` (`ERR_NO_SUCH_WORKER`, `ERR_CLOSED`).
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn terminate<'env>(
+    &self,
+    env: &'env Env,
+    pid: u32,
+    timeout_ms: f64,
+  ) -> Result<PromiseRaw<'env, ()>> {
+    // Started now, on the core's runtime; napi's future only awaits the end.
+    let started = self
       .core
       .as_ref()
-      .ok_or_else(|| reject(CoreError::Closed))?;
-    let fut = core
-      .terminate(pid, Duration::from_millis(timeout_ms.max(0.0) as u64))
-      .map_err(reject)?;
-    core
-      .handle()
-      .spawn(fut)
-      .await
-      .map_err(|e| Error::new(Status::GenericFailure, format!("terminate failed: {e}")))
+      .ok_or(CoreError::Closed)
+      .and_then(|core| {
+        let exited = core.terminate(pid, Duration::from_millis(timeout_ms.max(0.0) as u64))?;
+        Ok(core.handle().spawn(exited))
+      });
+    // A future's error can only carry a napi `Status` (execute_tokio_future
+    // takes `Into<Error>`, i.e. `Error<Status>`), so the core's error crosses
+    // as data and becomes the JS error, `code` and all, on the JS thread.
+    env.spawn_future_with_callback(
+      async move {
+        match started {
+          Ok(task) => task
+            .await
+            .map(Ok)
+            .map_err(|e| Error::new(Status::GenericFailure, format!("terminate failed: {e}"))),
+          Err(e) => Ok(Err(e)),
+        }
+      },
+      |env, outcome: std::result::Result<(), CoreError>| {
+        outcome.map_err(|e| Error::from(JsError::from(to_napi(e)).into_unknown(*env)))
+      },
+    )
   }
 
   /// The workers the core knows now.

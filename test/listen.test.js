@@ -232,7 +232,7 @@ describe('test/listen.test.js', function() {
         }
       });
 
-      // FAILS (src/listen.rs): Node's primary closes the pipe handle when its last worker is gone
+      // FAILS (src/listen/): Node's primary closes the pipe handle when its last worker is gone
       // and libuv unlinks the path (uv__pipe_close); ours leaves the socket file, so the next
       // listen on that path (a reforked worker, a restarted app) gets EADDRINUSE
       it('a unix socket path is removed with its last worker, and can be listened on again', async () => {
@@ -394,7 +394,7 @@ describe('test/listen.test.js', function() {
       }
     });
 
-    // FAILS (src/listen.rs): egg-cluster's master (Node) removes the socket file when the app
+    // FAILS (src/listen/): egg-cluster's master (Node) removes the socket file when the app
     // stops, so the app starts again; ours leaves it and the next start exits 1 with
     // `bind EADDRINUSE <path>`
     it('a unix socket path is removed when the app stops, so it can start again', async () => {

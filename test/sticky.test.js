@@ -141,7 +141,7 @@ describe('test/sticky.test.js', function() {
       assert.deepStrictEqual([ ...new Set(homesAfter.values()) ].sort(), pids.filter(pid => pid !== victim).sort());
     });
 
-    // a worker keeps its slot while it lives (StickySlots in src/listen.rs): only the dead
+    // a worker keeps its slot while it lives (StickySlots in src/listen/sticky.rs): only the dead
     // worker's clients are re-homed
     it('clients of the surviving workers keep their worker when another one dies', () => {
       const moved = IPS.filter(ip => homesBefore.get(ip) !== victim && homesAfter.get(ip) !== homesBefore.get(ip));

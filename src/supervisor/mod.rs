@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
 use crate::ipc::message::{Envelope, ReceiverPid};
-use crate::listen::{Listeners, Policy};
+use crate::listen::{Listeners, LiveApps, Policy};
 use crate::router::{self, Destination, Sender};
 use crate::sys::{self, SockName};
 use delivery::{tick_pause, RelayGate, Staged};
@@ -101,7 +101,7 @@ pub(crate) struct Shared {
   master_pid: u32,
   table: RwLock<Table>,
   events: mpsc::Sender<Event>,
-  pub listeners: Listeners,
+  pub listeners: Listeners<Worker>,
   sticky: std::sync::Mutex<Option<crate::listen::Sticky>>,
   watchdog: Option<crate::watchdog::Watchdog>,
   /// Bytes of the master's own sends not yet handed to workers' queues.
@@ -284,7 +284,7 @@ impl Core {
     workers: usize,
   ) -> std::result::Result<Option<SockName>, i32> {
     let _enter = self.rt.enter();
-    let (sticky, local) = crate::listen::sticky_listen(&self.shared, &addr, workers)?;
+    let (sticky, local) = crate::listen::sticky_listen(self.shared.clone(), &addr, workers)?;
     if let Ok(mut slot) = self.shared.sticky.lock() {
       if let Some(old) = slot.replace(sticky) {
         old.close();
@@ -335,10 +335,10 @@ impl Shared {
     if let Ok(mut t) = self.table.write() {
       t.workers.retain(|x| !Arc::ptr_eq(x, w));
     }
-    self.listeners.remove_worker(self, w).await;
+    self.listeners.remove_worker(w);
   }
 
-  pub(crate) fn live_workers(&self, kind: WorkerKind) -> Vec<Arc<Worker>> {
+  fn live_workers(&self, kind: WorkerKind) -> Vec<Arc<Worker>> {
     self
       .table
       .read()
@@ -391,5 +391,14 @@ impl Shared {
         .collect(),
       Destination::Master | Destination::Parent | Destination::Nowhere => Vec::new(),
     }
+  }
+}
+
+/// Sticky sessions hand connections to the live app workers of the table.
+impl LiveApps for Shared {
+  type Peer = Worker;
+
+  fn live_apps(&self) -> Vec<Arc<Worker>> {
+    self.live_workers(WorkerKind::App)
   }
 }

@@ -208,7 +208,7 @@ impl Shared {
         }
         self.emit(Event::Online(w.tag())).await;
       }
-      Some("queryServer") => self.listeners.query_server(self, w, object).await,
+      Some("queryServer") => self.listeners.query_server(w, object),
       Some("listening") => {
         w.set_state(WorkerState::Listening);
         self
@@ -218,7 +218,7 @@ impl Shared {
           })
           .await;
       }
-      Some("close") => self.listeners.close_key(self, w, object).await,
+      Some("close") => self.listeners.close_key(w, object),
       Some("exitedAfterDisconnect") => {
         w.exited_after_disconnect.store(true, Ordering::Release);
         let ack = object.get("seq").map_or("null", |v| v.get()).to_owned();
@@ -226,7 +226,7 @@ impl Shared {
         let reply = format!("{{\"cmd\":\"NODE_CLUSTER\",\"ack\":{ack},\"seq\":{seq}}}\n");
         w.send_protocol(reply.into_bytes(), None);
       }
-      None if object.get("ack").is_some() => self.listeners.ack(self, w, object).await,
+      None if object.get("ack").is_some() => self.listeners.ack(w, object),
       other => tracing::debug!(pid = w.pid, act = ?other, "ignored cluster message"),
     }
   }

@@ -10,6 +10,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::outbox::{Outbox, Pushed};
+use crate::listen::Peer;
 use crate::router::Sender;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +142,35 @@ impl Worker {
   /// Queues a protocol line (cluster replies, handles), never dropped.
   pub fn send_protocol(&self, line: Vec<u8>, fd: Option<OwnedFd>) -> Pushed {
     self.outbox.push_protocol(Bytes::from(line), fd)
+  }
+}
+
+/// How `listen` sees a worker.
+impl Peer for Worker {
+  fn pid(&self) -> u32 {
+    self.pid
+  }
+
+  fn id(&self) -> u32 {
+    self.id
+  }
+
+  fn is_app(&self) -> bool {
+    self.kind == WorkerKind::App
+  }
+
+  fn is_listening(&self) -> bool {
+    self.state() == WorkerState::Listening
+  }
+
+  fn next_seq(&self) -> u64 {
+    Worker::next_seq(self)
+  }
+
+  fn send_protocol(&self, line: Vec<u8>, fd: Option<OwnedFd>) {
+    // a protocol line is never dropped; a closed channel means the worker is
+    // leaving, and its departure is what listen hears next
+    let _ = Worker::send_protocol(self, line, fd);
   }
 }
 
