@@ -2,188 +2,25 @@
 // binding.d.ts (generated); this file shapes the API users see.
 
 import { EventEmitter } from 'events';
+import type { Messenger, SchedulingPolicy } from './core';
 
-export type WorkerKind = 'agent' | 'app';
-export type WorkerState = 'starting' | 'online' | 'listening' | 'disconnected' | 'dead';
-export type SchedulingPolicy = 'rr' | 'none' | 'reuseport';
+export type {
+  WorkerKind, WorkerState, SchedulingPolicy, MessageEnvelope, WorkerPoolOptions, ForkOptions, WorkerRef,
+  PoolWorker, WorkerSnapshot, ListeningAddress, PoolError, WorkerPool, Messenger, WorkerMessenger,
+} from './core';
 
-/** An egg message envelope. */
-export interface MessageEnvelope<T = any> {
-  action: string;
-  data?: T;
-  to?: 'master' | 'parent' | 'agent' | 'app' | string;
-  from?: 'master' | 'parent' | 'agent' | 'app' | string;
-  receiverPid?: string | number;
-  /** egg 4's name for `receiverPid`. */
-  receiverWorkerId?: string | number;
-  [key: string]: unknown;
-}
-
-export interface WorkerPoolOptions {
-  /** Longest line accepted from a worker, in bytes (default 64 MiB). */
-  maxLineBytes?: number;
-  /** Bytes that may wait in one worker's outbound queue (default 2 MiB). */
-  queueBytes?: number;
-  /** Milliseconds a sender waits for room in a full queue before a drop (default 10000). */
-  stallTimeout?: number;
-  /** How app workers' listen sockets are shared (default `NODE_CLUSTER_SCHED_POLICY` or 'rr'). */
-  schedulingPolicy?: SchedulingPolicy;
-  /** Signal every child gets the instant the master dies (default none). */
-  deathSignal?: NodeJS.Signals | '';
-  /**
-   * Milliseconds the workers of a SIGKILLed master get to leave on their own (logging the
-   * disconnect as egg does) before a watchdog SIGKILLs them and their descendants (300; 0: off).
-   */
-  orphanGrace?: number;
-}
-
-export interface ForkOptions {
-  /** The script to run in the child. */
-  exec: string;
-  args?: Array<string | number>;
-  /** Node options before the script (default `process.execArgv`). */
-  execArgv?: string[];
-  /** The child's whole environment (default `process.env`). */
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-  /** The node binary (default `process.execPath`). */
-  execPath?: string;
-  /** Also give the child a pipe on fd 4 for one early answer, read with `readStartup`. */
-  startupPipe?: boolean;
-}
-
-export interface WorkerRef {
-  id: number;
-  pid: number;
-}
-
-export interface PoolWorker {
-  id: number;
-  pid: number;
-  kind: WorkerKind;
-  state: WorkerState;
-  exitedAfterDisconnect: boolean;
-  exitCode?: number | null;
-  signalCode?: string | null;
-}
-
-export interface WorkerSnapshot {
-  id: number;
-  pid: number;
-  kind: WorkerKind;
-  state: WorkerState;
-  exitedAfterDisconnect: boolean;
-  /** Messages dropped because the worker's outbound queue stayed full. */
-  droppedMessages: number;
-  /** Bytes waiting in the worker's outbound queue. */
-  queuedBytes: number;
-  /** Malformed lines read from the worker (`ERR_BAD_MESSAGE` is emitted at the 1st, 2nd, 4th, … one). */
-  badLines: number;
-}
-
-/** Node cluster's `listening` address. */
-export interface ListeningAddress {
-  addressType: 4 | 6 | -1 | string;
-  address: string | null;
-  port?: number;
-  fd?: number;
-}
-
-export interface PoolError extends Error {
-  /** e.g. 'ERR_BAD_MESSAGE', 'ERR_FRAME_TOO_BIG', 'ERR_UNEXPECTED_HANDLE', 'ERR_QUEUE_FULL' */
-  code: string;
-  pid?: number;
-  id?: number;
-}
-
-/** Forks and supervises the agent and app workers; routes their messages in Rust. */
-export declare class WorkerPool extends EventEmitter {
-  constructor(options?: WorkerPoolOptions);
-  readonly schedulingPolicy: SchedulingPolicy;
-  forkAgent(options: ForkOptions): WorkerRef;
-  forkApp(options: ForkOptions): WorkerRef;
-  /**
-   * Blocks until a worker forked with `startupPipe` closes its fd 4; what it wrote there, or
-   * null after `timeout` ms. Once per worker.
-   */
-  readStartup(id: number, timeout: number): string | null;
-  /**
-   * Routes an envelope with egg's rules (the core's router, the only one) and returns the `to` it
-   * chose, or null when the envelope names nobody egg knows. Messages for workers are queued with
-   * everything else sent in this tick, as one unit; one for the master or the parent is the
-   * caller's to deliver. `msg.from` defaults to 'master'.
-   */
-  route(msg: MessageEnvelope): 'master' | 'parent' | 'agent' | 'app' | null;
-  /** `route`, for messages to workers; returns this. */
-  send(msg: MessageEnvelope): this;
-  /** Sends a message to one worker as is. False when it was dropped. */
-  sendToWorker(pid: number, msg: unknown): boolean;
-  disconnect(pid: number): void;
-  kill(pid: number, signal?: NodeJS.Signals): boolean;
-  /** SIGTERM to the worker and its descendants, SIGKILL after `timeout` ms. */
-  terminate(pid: number, timeout: number): Promise<void>;
-  /**
-   * Sticky sessions in Rust: listen on `port` and hand each connection, unread, to the live app
-   * worker chosen from the client's IP (egg-cluster's rule over `workers` slots) as
-   * `'sticky-session:connection'` with a `net.Socket`. Returns the bound port.
-   */
-  listenSticky(port: number, host?: string | null, workers?: number): number;
-  closeSticky(): void;
-  workers(): WorkerSnapshot[];
-  get(pid: number): PoolWorker | undefined;
-  close(): void;
-
-  on(event: 'fork' | 'online' | 'disconnect', listener: (worker: PoolWorker) => void): this;
-  on(event: 'listening', listener: (worker: PoolWorker, address: ListeningAddress) => void): this;
-  on(event: 'exit', listener: (worker: PoolWorker, code: number | null, signal: string | null) => void): this;
-  on(event: 'message', listener: (msg: MessageEnvelope, from: PoolWorker | string) => void): this;
-  on(event: 'parent', listener: (msg: MessageEnvelope, from: PoolWorker | string) => void): this;
-  on(event: 'error', listener: (err: PoolError) => void): this;
-  on(event: string | symbol, listener: (...args: any[]) => void): this;
-}
-
-/** The master's Messenger (egg-cluster's API). Every send returns `this`. */
-export declare class Messenger {
-  constructor(master: EventEmitter, pool: WorkerPool);
-  readonly master: EventEmitter;
-  hasParent: boolean;
-  send(data: MessageEnvelope): this;
-  sendToMaster(data: MessageEnvelope): this;
-  sendToParent(data: MessageEnvelope): this;
-  sendToApp(action: string, data?: unknown): this;
-  sendToAgent(action: string, data?: unknown): this;
-  broadcast(action: string, data?: unknown): this;
-  sendTo(pid: number | string, action: string, data?: unknown): this;
-  sendRandom(action: string, data?: unknown): this;
-  close(): void;
-}
-
-/** The Messenger inside an agent or app worker (egg's IPC messenger API). */
-export declare class WorkerMessenger extends EventEmitter {
-  constructor();
-  readonly pid: string;
-  /** pids from the last `egg-pids` message. */
-  opids: Array<number | string>;
-  send(action: string, data?: unknown, to?: string): this;
-  sendToApp(action: string, data?: unknown): this;
-  sendToAgent(action: string, data?: unknown): this;
-  sendToMaster(action: string, data?: unknown): this;
-  sendToParent(action: string, data?: unknown): this;
-  broadcast(action: string, data?: unknown): this;
-  sendTo(pid: number | string, action: string, data?: unknown): this;
-  sendRandom(action: string, data?: unknown): this;
-  close(): void;
-  on(event: 'message', listener: (msg: MessageEnvelope) => void): this;
-  on(event: string | symbol, listener: (data: any) => void): this;
-}
-
-// ---- egg layer (Master, startCluster) ----
+// ---- egg layer: what egg-cluster 2 (egg 3) and @eggjs/cluster 3 (egg 4) export ----
 
 export interface HttpsOptions {
   key: string;
   cert: string;
   ca?: string;
+  passphrase?: string;
 }
+/** @eggjs/cluster's name for {@link HttpsOptions}. */
+export type ClusterHTTPSSecureOptions = HttpsOptions;
+/** 'worker_threads' is refused at run time by this version (StartModeNotSupportedError). */
+export type ClusterStartMode = 'process' | 'worker_threads';
 
 export interface ClusterOptions {
   /** The framework's npm name or absolute path (default 'egg'). */
@@ -193,9 +30,9 @@ export interface ClusterOptions {
   /** The app's directory (default `process.cwd()`). */
   baseDir?: string;
   plugins?: Record<string, unknown>;
-  /** App workers (default: the number of CPUs). */
-  workers?: number;
-  port?: number;
+  /** App workers (default: the number of CPUs, lowered to a container's CPU quota). */
+  workers?: number | string;
+  port?: number | string | null;
   https?: boolean | HttpsOptions;
   /** Modules to require in every worker before the app. */
   require?: string | string[];
@@ -204,7 +41,7 @@ export interface ClusterOptions {
   sticky?: boolean;
   debugPort?: number;
   /** Only 'process' is supported. */
-  startMode?: 'process' | 'worker_threads';
+  startMode?: ClusterStartMode;
   /** How listen sockets are shared with app workers (egg-cluster-rs; default 'rr'). */
   schedulingPolicy?: SchedulingPolicy;
   /** The core's bounds (egg-cluster-rs): see WorkerPoolOptions. */
@@ -216,6 +53,12 @@ export interface ClusterOptions {
   reforkBackoffInitial?: number;
   reforkBackoffMax?: number;
   [key: string]: unknown;
+}
+
+/** The options a Master runs with: the cluster's, plus the ports it picked. */
+export interface MasterOptions extends ClusterOptions {
+  clusterPort?: number;
+  stickyWorkerPort?: number;
 }
 
 export interface ReloadOptions {
@@ -265,5 +108,23 @@ export declare class Master extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
-/** Starts an egg cluster; `callback` runs when it is ready (or with the start error). */
-export declare function startCluster(options?: ClusterOptions, callback?: (err?: Error) => void): void;
+/**
+ * Starts an egg cluster. Resolves once every app worker listens and rejects when the start fails
+ * (egg 4's form); with `callback` (egg 3's form) the callback gets the outcome and the promise
+ * always resolves.
+ */
+export declare function startCluster(options?: ClusterOptions, callback?: (err?: Error) => void): Promise<void>;
+
+/** The agent failed: `Got agent worker error: …`, with the original error as `cause`. */
+export declare class ClusterAgentWorkerError extends Error {
+  constructor(id: number, workerId: number | undefined, status: string, cause: Error);
+  readonly id: number;
+  readonly workerId: number | undefined;
+  readonly status: string;
+}
+
+/** The production health check found no agent or no app worker alive three times in a row. */
+export declare class ClusterWorkerExceptionError extends Error {
+  constructor(agent: number, worker: number);
+  readonly count: { agent: number; worker: number };
+}

@@ -6,6 +6,7 @@
 import test from 'ava';
 import net from 'node:net';
 import { createRequire } from 'node:module';
+import { types } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
@@ -39,12 +40,20 @@ function once(emitter, event, match = () => true, timeout = 20000) {
 const ready = (p, pid) => once(p, 'message', msg => msg.action === 'ready' && msg.data.pid === pid)
   .then(([ msg ]) => msg.data);
 
-test.serial('the package exports startCluster, Master, WorkerPool, Messenger and WorkerMessenger', t => {
-  t.is(typeof eggCluster.startCluster, 'function');
-  for (const name of [ 'Master', 'WorkerPool', 'Messenger', 'WorkerMessenger' ]) {
-    t.is(typeof eggCluster[name], 'function', name);
-  }
-  t.is(eggCluster.WorkerPool, WorkerPool);
+test.serial('the package exports exactly @eggjs/cluster\'s four names, and the core\'s classes from egg-cluster-rs/core', t => {
+  // egg 4 re-exports every name of its cluster package and checks its own export list
+  t.deepEqual(Object.keys(eggCluster).sort(), [ 'ClusterAgentWorkerError', 'ClusterWorkerExceptionError', 'Master', 'startCluster' ]);
+  t.true(types.isAsyncFunction(eggCluster.startCluster), '@eggjs/mock 6 checks util.types.isAsyncFunction');
+  const core = require('egg-cluster-rs/core');
+  t.deepEqual(Object.keys(core).sort(), [ 'Messenger', 'WorkerMessenger', 'WorkerPool' ]);
+  t.is(core.WorkerPool, WorkerPool);
+});
+
+test.serial('the ESM entry exports the same four names, startCluster an async function', async t => {
+  const esm = await import('egg-cluster-rs');
+  t.deepEqual(Object.keys(esm).sort(), [ 'ClusterAgentWorkerError', 'ClusterWorkerExceptionError', 'Master', 'startCluster' ]);
+  t.true(types.isAsyncFunction(esm.startCluster));
+  t.true(new esm.ClusterWorkerExceptionError(0, 2) instanceof eggCluster.ClusterWorkerExceptionError);
 });
 
 test.serial('an unknown schedulingPolicy is a TypeError with code ERR_INVALID_ARG_VALUE', t => {

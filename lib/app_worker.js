@@ -13,47 +13,55 @@
  */
 
 const options = JSON.parse(process.argv[2]);
-for (const mod of options.require || []) require(mod);
+const dialect = require('./dialect').workerDialect();
+// egg 3 requires them first, from here; egg 4 imports them from baseDir (main below)
+if (dialect.generation === 3) for (const mod of options.require || []) require(mod);
 
 const os = require('os');
 const fs = require('fs');
 const cluster = require('cluster');
-const debug = require('util').debuglog('egg-cluster:app_worker');
+const debug = require('util').debuglog(dialect.debugSection('app_worker'));
 const { EggConsoleLogger } = require('egg-logger');
 const { graceful } = require('graceful-process');
-
-// the longest delay setTimeout accepts
-const MAX_TIMER_MS = 2 ** 31 - 1;
+const { loadModule } = require('./load_module');
 
 // SO_REUSEPORT load balancing exists on these platforms only
 const REUSE_PORT_PLATFORMS = [ 'linux', 'freebsd', 'sunos', 'aix' ];
 
 const consoleLogger = new EggConsoleLogger({ level: process.env.EGG_APP_WORKER_LOGGER_LEVEL });
-const { Application } = require(options.framework);
 
-debug('new Application with options %j', options);
 let app;
-try {
-  app = new Application(options);
-} catch (err) {
-  consoleLogger.error(err);
-  throw err;
-}
-
-const clusterConfig = app.config.cluster || {};
-const listenConfig = clusterConfig.listen || {};
-const httpsOptions = Object.assign({}, clusterConfig.https, options.https);
-const port = options.port = options.port || listenConfig.port;
+// from app.config.cluster and the options: egg 3 reads them as soon as the Application exists,
+// egg 4 once it is ready (its config loads in a beforeStart hook)
+let listenConfig;
+let httpsOptions;
+let port;
+let protocol;
+let reusePort;
 const debugPort = options.debugPort;
-const protocol = httpsOptions.key && httpsOptions.cert ? 'https' : 'http';
 
-let reusePort = options.reusePort = options.reusePort || listenConfig.reusePort;
-if (reusePort && !REUSE_PORT_PLATFORMS.includes(os.platform())) {
-  reusePort = options.reusePort = false;
-  debug('platform %s is not supported currently, set reusePort to false', os.platform());
+// the master's own messages from this worker carry its pid as senderWorkerId in egg 4
+function sendToMaster(action, data) {
+  const message = { to: 'master', action, data };
+  if (dialect.senderWorkerId) message.senderWorkerId = String(process.pid);
+  process.send(message);
 }
 
-process.send({ to: 'master', action: 'realport', data: { port, protocol } });
+function readClusterConfig() {
+  const clusterConfig = app.config.cluster || {};
+  listenConfig = clusterConfig.listen || {};
+  httpsOptions = Object.assign({}, clusterConfig.https, options.https);
+  port = options.port = options.port || listenConfig.port;
+  if (dialect.generation >= 4) app.options.port = port;
+  protocol = httpsOptions.key && httpsOptions.cert ? 'https' : 'http';
+
+  reusePort = options.reusePort = options.reusePort || listenConfig.reusePort;
+  if (reusePort && !REUSE_PORT_PLATFORMS.includes(os.platform())) {
+    reusePort = options.reusePort = false;
+    debug('platform %s is not supported currently, set reusePort to false', os.platform());
+  }
+  sendToMaster('realport', { port, protocol });
+}
 
 // SIGTERM runs graceful-process's exit path (app.close()) with exit code 1
 function exitProcess() {
@@ -65,18 +73,39 @@ function onStartTimeout() {
   consoleLogger.error('[app_worker] start timeout, exiting with code:1');
   exitProcess();
 }
-app.once('startTimeout', onStartTimeout);
 
-app.ready(err => {
-  if (err) {
+function boot({ Application }) {
+  debug('new Application with options %j', options);
+  try {
+    app = new Application(options);
+  } catch (err) {
     consoleLogger.error(err);
-    consoleLogger.error('[app_worker] start error, exiting with code:1');
-    exitProcess();
-    return;
+    throw err;
   }
-  app.removeListener('startTimeout', onStartTimeout);
-  startServer();
-});
+  if (!dialect.realportAfterReady) readClusterConfig();
+
+  app.once('startTimeout', onStartTimeout);
+  app.ready(err => {
+    if (err) {
+      consoleLogger.error(err);
+      consoleLogger.error('[app_worker] start error, exiting with code:1');
+      exitProcess();
+      return;
+    }
+    app.removeListener('startTimeout', onStartTimeout);
+    if (dialect.realportAfterReady) readClusterConfig();
+    startServer();
+  });
+
+  graceful({
+    logger: consoleLogger,
+    label: 'app_worker',
+    beforeExit: () => drained().then(() => app.close()),
+    // egg-cluster's graceful-process 1.x waited for app.close() as long as it took (the master
+    // SIGKILLs after its close timeout); egg 4's 2.x gives up after GRACEFUL_TIMEOUT, default 5s
+    timeout: dialect.gracefulTimeout(),
+  });
+}
 
 function createServer() {
   if (protocol === 'https') {
@@ -170,7 +199,7 @@ function startServer() {
 
   app.emit('server', server);
 
-  if (options.sticky) {
+  if (options.sticky && (dialect.generation === 3 || options.stickyWorkerPort)) {
     server.listen(options.stickyWorkerPort, '127.0.0.1');
     // the master accepts on the app port and sends us the connections of our clients
     process.on('message', (message, connection) => {
@@ -182,7 +211,11 @@ function startServer() {
     if (listenConfig.path) {
       server.listen(listenConfig.path);
     } else if (typeof port !== 'number') {
-      consoleLogger.error('[app_worker] port should be number, but got %s(%s)', port, typeof port);
+      if (dialect.generation === 3) {
+        consoleLogger.error('[app_worker] port should be number, but got %s(%s)', port, typeof port);
+      } else {
+        consoleLogger.error('[app_worker:%s] port should be number, but got %s(%s)', process.pid, port, typeof port);
+      }
       exitProcess();
       return;
     } else if (reusePort) {
@@ -208,15 +241,25 @@ function startServer() {
       cluster.worker.send({ to: 'master', action: 'reuse-port-listening', data: address, reusePort });
       return;
     }
+    if (dialect.workerSendsAppStart) {
+      // egg 4: the worker reports its app server itself; a unix socket path is addressType -1
+      const data = typeof address === 'string' ? { address, addressType: -1 } : address;
+      // after Node's own cluster 'listening' message, which its listener (added when the reply
+      // to queryServer came, after this one) sends in this same emit: the master's core marks
+      // the worker listening first, and sticky mode counts on it
+      process.nextTick(() => sendToMaster('app-start', { address: data, workerId: process.pid }));
+      return;
+    }
     process.send({ to: 'master', action: 'listening', data: address, reusePort });
   });
 }
 
-graceful({
-  logger: consoleLogger,
-  label: 'app_worker',
-  beforeExit: () => drained().then(() => app.close()),
-  // egg-cluster's graceful-process 1.x waited for app.close() as long as it took (the master
-  // SIGKILLs after its close timeout); 2.x gives up after GRACEFUL_TIMEOUT, default 5s
-  timeout: Number(process.env.GRACEFUL_TIMEOUT) || MAX_TIMER_MS,
-});
+if (dialect.generation === 3) {
+  boot(require(options.framework));
+} else {
+  (async () => {
+    const load = spec => loadModule(spec, { baseDir: options.baseDir, useImport: dialect.loadsWithImport });
+    for (const mod of options.require || []) await load(mod);
+    boot(await load(options.framework));
+  })();
+}

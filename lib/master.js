@@ -31,19 +31,22 @@ const { AppWorkerLifecycle, getAddress } = require('./master/app_workers');
 const { AppWorkerDeaths } = require('./master/app_deaths');
 const { DevReload } = require('./master/dev_reload');
 const { RollingReload } = require('./master/rolling_reload');
+const { masterDialect } = require('./dialect');
 
 class Master extends EventEmitter {
   /**
    * @param {Object} options - see lib/options.js; framework, baseDir, workers, port, https,
    *   sticky, require, pidFile, env, plugins, …
    */
-  constructor(options) {
+  constructor(options, internal = {}) {
     super();
     // the framework is checked by the agent as it loads it (startAgentEarly, lib/master/agent.js)
     this.options = parseOptions(options, {
       checkFramework: false,
       onDefaultWorkers: chosen => { this.defaultWorkers = chosen; },
     });
+    // egg 3 or egg 4 (lib/dialect.js): `internal.entry` is 'esm' from the ESM entry
+    this.dialect = masterDialect(this.options, internal.entry);
     this.isProduction = isProduction(this.options);
     this.closed = false;
     this.isStarted = false;
@@ -77,7 +80,7 @@ class Master extends EventEmitter {
 
     this.rollingReload = new RollingReload(this);
     this.readyState = new ReadyState();
-    this.pool = new WorkerPool(poolOptions(this.options));
+    this.pool = new WorkerPool(poolOptions(this.options, this.dialect));
     const early = this.startAgentEarly();
     try {
       this.init(early);
@@ -94,7 +97,7 @@ class Master extends EventEmitter {
     const frameworkPkg = readJSON(path.join(this.options.framework, 'package.json'));
     this.frameworkName = frameworkPkg.name;
 
-    this.log(`[master] =================== ${frameworkPkg.name} start =====================`);
+    this.log(this.dialect.banner(frameworkPkg.name));
     this.logger.info(`[master] node version ${process.version}`);
     if (process.alinode) this.logger.info(`[master] alinode version ${process.alinode}`);
     this.logger.info(`[master] ${frameworkPkg.name} version ${frameworkPkg.version}`);
@@ -198,7 +201,9 @@ class Master extends EventEmitter {
       if (msg && msg.action === 'reuse-port-listening' && from && from.kind === 'app') {
         const worker = this.appWorkers.get(from.id);
         if (!worker) return;
-        this.logger.info('[master] app_worker#%s:%s reuse-port listening on %j', worker.id, worker.pid, msg.data);
+        if (this.dialect.logsListening) {
+          this.logger.info('[master] app_worker#%s:%s reuse-port listening on %j', worker.id, worker.pid, msg.data);
+        }
         this.emit('app-start', { workerId: worker.pid, address: msg.data });
       }
     });
@@ -214,7 +219,7 @@ class Master extends EventEmitter {
     this.logger.info('[master] %s started on %s (%sms)%s', this.frameworkName, this.appAddress, Date.now() - startTime, sticky);
     if (this.options.debugPort) {
       const debugURL = getAddress({ port: this.options.debugPort, protocol: 'http' });
-      this.logger.info('[master] %s started on %s', this.frameworkName, debugURL);
+      this.logger.info(this.dialect.debugPortLine, this.frameworkName, debugURL);
     }
 
     this.messenger.send({
@@ -331,7 +336,7 @@ class Master extends EventEmitter {
       try {
         fs.unlinkSync(this.options.pidFile);
       } catch (err) {
-        this.logger.error('[master] delete pidfile %s fail with %s', this.options.pidFile, err.message);
+        this.logger.error(`[master] delete ${this.dialect.pidFileWord} %s fail with %s`, this.options.pidFile, err.message);
       }
     }
     const level = code === 0 ? 'info' : 'error';

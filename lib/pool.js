@@ -69,6 +69,8 @@ class WorkerPool extends EventEmitter {
    * @param {string} [options.deathSignal] signal children get the instant the master dies (none)
    * @param {number} [options.orphanGrace] ms the workers of a killed master get to leave on their
    *   own before the watchdog SIGKILLs them and their descendants (300; 0 disables it)
+   * @param {boolean} [options.receiverWorkerIdFirst] egg 4's routing: `receiverWorkerId ??
+   *   receiverPid` names the receiver (default: egg 3's, receiverPid first)
    */
   constructor(options = {}) {
     super();
@@ -92,6 +94,7 @@ class WorkerPool extends EventEmitter {
         schedulingPolicy: this.schedulingPolicy,
         deathSignal: options.deathSignal,
         orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
+        receiverWorkerIdFirst: options.receiverWorkerIdFirst,
       }, events => this._onEvents(events));
     } catch (err) {
       throw optionError(err);

@@ -88,6 +88,7 @@ fn config_from(options: NativeClusterOptions) -> std::result::Result<Config, Cor
     let grace = millis("orphanGraceMs", v)?;
     config.orphan_grace = (!grace.is_zero()).then_some(grace);
   }
+  config.receiver_worker_id_first = options.receiver_worker_id_first.unwrap_or(false);
   Ok(config)
 }
 
@@ -111,6 +112,9 @@ pub struct NativeClusterOptions {
   /// the watchdog SIGKILLs them and their descendants (default 300; 0
   /// disables the watchdog).
   pub orphan_grace_ms: Option<f64>,
+  /// egg 4's routing rule: `receiverWorkerId ?? receiverPid` names the
+  /// receiver (default false: egg 3's, `receiverPid` first).
+  pub receiver_worker_id_first: Option<bool>,
 }
 
 /// What to spawn.

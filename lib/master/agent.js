@@ -6,13 +6,12 @@
  * it has started, and refork it after it dies (exit 1 when it dies during startup).
  */
 
-const path = require('path');
 const util = require('util');
 const { assertFramework, judgeFramework, STARTUP_FD_ENV } = require('../framework');
 const { freePort: freePortSync } = require('../../binding');
 const { settleOn } = require('./settle_on');
+const { ClusterAgentWorkerError } = require('../errors');
 
-const AGENT_WORKER_FILE = path.join(__dirname, '..', 'agent_worker.js');
 const AGENT_REFORK_DELAY = 1000;
 // how long the master waits for the agent to load the framework (ts-node and cold disks can
 // take a while); past it, a probe process checks the framework instead
@@ -98,7 +97,8 @@ class AgentLifecycle {
       this.spawnAgent(this.options, false);
     } catch (err) {
       err.name = 'AgentWorkerError';
-      this.logger.error(err);
+      // egg 4 wraps it: `Got agent worker error: …`
+      this.logger.error(this.dialect.generation >= 4 ? new ClusterAgentWorkerError(this.agentIndex + 1, undefined, 'starting', err) : err);
       if (!this.isStarted) process.exit(1);
       return;
     }
@@ -111,7 +111,7 @@ class AgentLifecycle {
     if (this.options.isDebug) execArgv.push(`--inspect-port=${agentDebugPort()}`);
     const startTime = Date.now();
     const forked = this.pool.forkAgent({
-      exec: AGENT_WORKER_FILE,
+      exec: this.dialect.workerScript('agent'),
       args: [ JSON.stringify(options) ],
       execArgv,
       env: startupPipe ? { ...process.env, [STARTUP_FD_ENV]: '4' } : process.env,

@@ -17,7 +17,7 @@ class AppWorkerDeaths {
 
     // cfork: refork as soon as a worker disconnects unexpectedly
     const print = worker.disableRefork ? console.info : console.error;
-    print('[%s] [cfork:master:%s] worker:%s disconnect (exitedAfterDisconnect: %s, state: %s, isDead: %s, worker.disableRefork: %s)',
+    print(`[%s] [cfork:master:%s] worker:%s disconnect (exitedAfterDisconnect: %s, state: %s, isDead: %s, worker.disableRefork: %s${this.dialect.cforkWorkerTail})`,
       logDate(), process.pid, worker.pid, worker.exitedAfterDisconnect, worker.state, worker.isDead, worker.disableRefork);
     if (worker.isDead) {
       print('[%s] [cfork:master:%s] don\'t fork, because worker:%s exit event emit before disconnect',
@@ -30,7 +30,8 @@ class AppWorkerDeaths {
       this.refork(worker, print);
     }
 
-    this.logger.info('[master] app_worker#%s:%s disconnect, suicide: %s, state: %s, current workers: %j',
+    const disconnectLog = this.dialect.disconnectLevel === 'info' ? this.logger.info.bind(this.logger) : this.log.bind(this);
+    disconnectLog('[master] app_worker#%s:%s disconnect, suicide: %s, state: %s, current workers: %j',
       worker.id, worker.pid, worker.exitedAfterDisconnect, worker.state, this.clusterWorkerIds());
 
     if (worker.killSignal) this.signalAppWorker(worker, worker.killSignal);
@@ -43,7 +44,7 @@ class AppWorkerDeaths {
 
     const print = worker.disableRefork ? console.info : console.error;
     const isExpected = worker.reforkedOnDisconnect;
-    print('[%s] [cfork:master:%s] worker:%s exit (code: %s, exitedAfterDisconnect: %s, state: %s, isDead: %s, isExpected: %s, worker.disableRefork: %s)',
+    print(`[%s] [cfork:master:%s] worker:%s exit (code: %s, exitedAfterDisconnect: %s, state: %s, isDead: %s, isExpected: %s, worker.disableRefork: %s${this.dialect.cforkWorkerTail})`,
       logDate(), process.pid, worker.pid, code, worker.exitedAfterDisconnect, worker.state, true,
       isExpected, worker.disableRefork);
     if (!isExpected && worker.disableRefork && worker.isRefork && !worker.started &&
@@ -54,7 +55,7 @@ class AppWorkerDeaths {
     if (!isExpected && !worker.disableRefork) {
       this.reforkPolicy.unexpectedCount++;
       this.refork(worker, print);
-      const err = new Error(util.format('worker:%s died unexpected (code: %s, signal: %s, exitedAfterDisconnect: %s, state: %s)',
+      const err = new Error(util.format(`worker:%s died unexpected (code: %s, signal: %s, exitedAfterDisconnect: %s, state: %s${this.dialect.cforkUnexpectedTail})`,
         worker.pid, code, signal, worker.exitedAfterDisconnect, worker.state));
       err.name = 'WorkerDiedUnexpectedError';
       console.error('[%s] [cfork:master:%s] (total %d disconnect, %d unexpected exit) %s',
@@ -86,13 +87,14 @@ class AppWorkerDeaths {
 
   refork(worker, print) {
     if (this.closed || !this.reforkPolicy.allow()) {
-      print('[%s] [cfork:master:%s] don\'t fork new work (refork: %s)', logDate(), process.pid, this.isProduction);
+      print(`[%s] [cfork:master:%s] don't fork new work (refork: %s${this.dialect.cforkReforkTail(this.reforkPolicy.times.length)})`,
+        logDate(), process.pid, this.isProduction);
       return;
     }
     const newWorker = this.forkAppWorker(worker.workerEnv);
     if (newWorker) {
       newWorker.isRefork = true;
-      print('[%s] [cfork:master:%s] new worker:%s fork (state: %s)',
+      print(`[%s] [cfork:master:%s] new worker:%s fork (state: %s${this.dialect.cforkReforkTail(this.reforkPolicy.times.length)})`,
         logDate(), process.pid, newWorker.pid, newWorker.state);
     }
   }
@@ -108,10 +110,10 @@ class AppWorkerDeaths {
 
     // a worker a reload replaced, or a dev reload's, was expected to go
     if (!worker.isDevReload && !worker.retired) {
-      // egg-cluster prints cluster.Worker#exitCode here, a property Node never sets
+      // egg-cluster prints cluster.Worker#exitCode here, a property Node never sets; egg 4 the code
       const message = util.format(
         '[master] app_worker#%s:%s died (code: %s, signal: %s, suicide: %s, state: %s), current workers: %j',
-        worker.id, worker.pid, undefined, data.signal, worker.exitedAfterDisconnect, worker.state,
+        worker.id, worker.pid, this.dialect.deathCode(data.code), data.signal, worker.exitedAfterDisconnect, worker.state,
         this.managedWorkerPids());
       if (this.options.isDebug && data.signal === 'SIGKILL') {
         this.logger.error(message);

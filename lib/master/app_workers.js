@@ -7,11 +7,9 @@
  * core's events); an AppWorker adds only what egg's lifecycle decides.
  */
 
-const path = require('path');
 const { EventEmitter } = require('events');
 const { settleOn } = require('./settle_on');
 
-const APP_WORKER_FILE = path.join(__dirname, '..', 'app_worker.js');
 // Node's cluster gives each app worker its own inspector port when the master runs with one of these
 const INSPECT_ARGV = /--inspect(?:-brk|-port)?|--debug-port/;
 
@@ -102,7 +100,8 @@ class AppWorker {
 function getAddress({ addressType, address, port, protocol }) {
   // a unix socket path
   if (addressType === -1) return address;
-  let hostname = address;
+  // a server on every interface: egg 4's worker reports net.Server#address(), `::`
+  let hostname = address === '::' ? '' : address;
   if (!hostname && process.env.HOST && process.env.HOST !== '0.0.0.0') hostname = process.env.HOST;
   if (!hostname) hostname = '127.0.0.1';
   return `${protocol}://${hostname}:${port}`;
@@ -137,7 +136,7 @@ class AppWorkerLifecycle {
     let forked;
     try {
       forked = this.pool.forkApp({
-        exec: APP_WORKER_FILE,
+        exec: this.dialect.workerScript('app'),
         args: this.appArgs,
         execArgv,
         env: Object.assign({}, process.env, workerEnv),
@@ -173,8 +172,11 @@ class AppWorkerLifecycle {
       port: address.port,
       fd: address.fd,
     };
-    this.logger.info('[master] app_worker#%s:%s listening on %j', worker.id, worker.pid, address);
-    this.emit('app-start', { workerId: worker.pid, address });
+    if (this.dialect.logsListening) {
+      this.logger.info('[master] app_worker#%s:%s listening on %j', worker.id, worker.pid, address);
+    }
+    // egg 4's app worker sends app-start itself, for its app server only
+    if (!this.dialect.workerSendsAppStart) this.emit('app-start', { workerId: worker.pid, address });
     worker.settle();
   }
 
@@ -200,6 +202,11 @@ class AppWorkerLifecycle {
     this.reforkPolicy.slotStarted(worker.workerEnv);
 
     this.messenger.send({ action: 'egg-pids', to: 'agent', data: this.listeningWorkerPids() });
+    if (this.dialect.eggPidsToStartedApp && this.agent) {
+      // egg 4 tells the worker that just started the agent's pid, and it alone
+      const id = String(worker.pid);
+      this.messenger.send({ action: 'egg-pids', to: 'app', receiverPid: id, receiverWorkerId: id, data: [ this.agent.pid ] });
+    }
 
     this.startSuccessCount++;
     const remain = this.isAllWorkerStarted ? 0 : this.options.workers - this.startSuccessCount;

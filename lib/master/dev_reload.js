@@ -11,7 +11,7 @@ class DevReload {
    * one new worker listening before the first old one goes.
    */
   onReload() {
-    this.log('[master] reload workers...');
+    this.log(this.dialect.reloadLine(this.options.workers));
     for (const worker of this.appWorkers.values()) worker.isDevReload = true;
     this.reloadAppWorkers();
   }

@@ -6,6 +6,8 @@
  * ClusterWorkerExceptionError and exit 1 instead of serving in an unknown state.
  */
 
+const { ClusterWorkerExceptionError } = require('../errors');
+
 const HEALTH_CHECK_INTERVAL = 10000;
 const HEALTH_CHECK_FAILURES = 3;
 
@@ -24,10 +26,7 @@ function startHealthCheck(count, onGiveUp) {
     }
     if (++failures < HEALTH_CHECK_FAILURES) return;
     clearInterval(timer);
-    const err = new Error(`[master] ${now.agent} agent and ${now.worker} worker(s) alive, exit to avoid unknown state`);
-    err.name = 'ClusterWorkerExceptionError';
-    err.count = now;
-    onGiveUp(err);
+    onGiveUp(new ClusterWorkerExceptionError(now.agent, now.worker));
   }, HEALTH_CHECK_INTERVAL);
   return timer;
 }

@@ -12,7 +12,7 @@ function userLoadedCluster() {
   return !Array.isArray(loaded) || loaded.includes('NativeModule cluster');
 }
 
-function poolOptions(options) {
+function poolOptions(options, dialect) {
   let schedulingPolicy = options.schedulingPolicy;
   // cluster.schedulingPolicy set by the user before startCluster; else the pool reads
   // NODE_CLUSTER_SCHED_POLICY. Only a master that loaded `cluster` itself can have set it, and
@@ -32,6 +32,8 @@ function poolOptions(options) {
     queueBytes: options.queueBytes,
     stallTimeout: options.stallTimeout,
     orphanGrace: options.orphanGrace,
+    // who a message names: egg 3 and egg 4 read receiverPid and receiverWorkerId in opposite order
+    receiverWorkerIdFirst: dialect.receiverWorkerIdFirst,
   };
 }
 

@@ -265,6 +265,23 @@ impl<'a> Envelope<'a> {
       .find_map(|key| o.get(key).and_then(receiver_of))
   }
 
+  /// Who the envelope names, by the rule of egg's generation. egg 3
+  /// (`worker_id_first` false): `receiver_pid`. egg 4 (`@eggjs/cluster` 3):
+  /// `receiverWorkerId ?? receiverPid`, so a `receiverWorkerId` that is
+  /// present and not null decides, and a falsy one names nobody.
+  pub fn receiver(&self, worker_id_first: bool) -> Option<ReceiverPid> {
+    if !worker_id_first {
+      return self.receiver_pid();
+    }
+    let Envelope::Object(o) = self else {
+      return None;
+    };
+    match o.get("receiverWorkerId") {
+      Some(id) if id.get() != "null" => receiver_of(id),
+      _ => o.get("receiverPid").and_then(receiver_of),
+    }
+  }
+
   /// The line a receiver gets: the same members with `from` and `to` set,
   /// in JS property order (existing keys keep their place, new ones are
   /// appended: `from` first, then `to`), `\n`-terminated.
@@ -643,6 +660,25 @@ mod tests {
       parse_line(br#"{"cmd":"node_x"}"#),
       Ok(Incoming::User(_))
     ));
+  }
+
+  #[test]
+  fn egg4_reads_receiver_worker_id_first() {
+    let both = user(r#"{"receiverPid":"307","receiverWorkerId":"200"}"#);
+    assert_eq!(both.receiver(false), Some(ReceiverPid::Pid(307)));
+    assert_eq!(both.receiver(true), Some(ReceiverPid::Pid(200)));
+    // a falsy receiverWorkerId names nobody in egg 4, even with a receiverPid
+    let falsy = user(r#"{"receiverPid":"307","receiverWorkerId":""}"#);
+    assert_eq!(falsy.receiver(true), None);
+    assert_eq!(falsy.receiver(false), Some(ReceiverPid::Pid(307)));
+    // null is absent: receiverPid decides
+    let null = user(r#"{"receiverPid":"307","receiverWorkerId":null}"#);
+    assert_eq!(null.receiver(true), Some(ReceiverPid::Pid(307)));
+    assert_eq!(
+      user(r#"{"receiverWorkerId":"9"}"#).receiver(true),
+      Some(ReceiverPid::Pid(9))
+    );
+    assert_eq!(user(r#"{"action":"a"}"#).receiver(true), None);
   }
 
   #[test]

@@ -65,6 +65,9 @@ pub struct Config {
   /// their own before it SIGKILLs them (None: no watchdog).
   pub orphan_grace: Option<Duration>,
   pub policy: Policy,
+  /// egg 4's rule for who a message names: `receiverWorkerId` before
+  /// `receiverPid` (egg 3: the other way round).
+  pub receiver_worker_id_first: bool,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
       death_signal: 0,
       orphan_grace: Some(Duration::from_millis(300)),
       policy: Policy::RoundRobin,
+      receiver_worker_id_first: false,
     }
   }
 }
@@ -354,7 +358,7 @@ impl Shared {
 
   /// egg's routing decision for an envelope sent by `from`.
   fn route_of(&self, from: Sender, env: &Envelope<'_>) -> router::Route<'static> {
-    let receiver = env.receiver_pid();
+    let receiver = env.receiver(self.config.receiver_worker_id_first);
     // the agent's pid only matters when a receiverPid names someone
     let agent_pid = match receiver {
       Some(ReceiverPid::Pid(_)) => self

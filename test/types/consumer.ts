@@ -4,11 +4,10 @@
 
 import { EventEmitter } from 'events';
 import {
-  WorkerPool,
-  Messenger,
-  WorkerMessenger,
   startCluster,
   Master,
+  ClusterAgentWorkerError,
+  ClusterWorkerExceptionError,
   ReloadError,
   ReloadResult,
   MessageEnvelope,
@@ -18,7 +17,11 @@ import {
   WorkerSnapshot,
   ListeningAddress,
   ClusterOptions,
+  MasterOptions,
+  ClusterHTTPSSecureOptions,
+  ClusterStartMode,
 } from '../..';
+import { WorkerPool, Messenger, WorkerMessenger } from '../../core';
 
 // ---- WorkerPool ----
 const pool = new WorkerPool({ maxLineBytes: 1 << 20, queueBytes: 1 << 24, stallTimeout: 500, schedulingPolicy: 'rr', deathSignal: 'SIGKILL', orphanGrace: 400 });
@@ -105,10 +108,17 @@ const options: ClusterOptions = {
   sticky: false,
   schedulingPolicy: 'none',
 };
-startCluster(options);
+const started: Promise<void> = startCluster(options);
 startCluster(options, (err?: Error) => {
   if (err) throw err;
 });
+const masterOptions: MasterOptions = { ...options, clusterPort: 7777, stickyWorkerPort: 7778 };
+const tls: ClusterHTTPSSecureOptions = { key: '/k', cert: '/c', passphrase: 'p' };
+const mode: ClusterStartMode = 'process';
+const agentError = new ClusterAgentWorkerError(1, 123, 'started', new Error('boom'));
+const agentErrorFields: [number, number | undefined, string] = [ agentError.id, agentError.workerId, agentError.status ];
+const exception = new ClusterWorkerExceptionError(0, 2);
+const alive: number = exception.count.agent + exception.count.worker;
 const master = new Master(options);
 master.on('agent-start', () => undefined);
 master.on('app-exit', (data: any) => data);
@@ -123,9 +133,9 @@ reloaded.then(r => r.slots.map(slot => slot.newPid - slot.oldPid + slot.ms), (er
 // @ts-expect-error agent is a boolean
 master.reload({ agent: 'yes' });
 
-// @ts-expect-error workers is a number
-new Master({ workers: 'two' });
-// @ts-expect-error only process mode is described
+// @ts-expect-error workers is a number or a numeric string, not an object
+new Master({ workers: { n: 2 } });
+// @ts-expect-error a start mode is 'process' or 'worker_threads'
 startCluster({ startMode: 'threads' });
 
-export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter, reloaded };
+export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter, reloaded, started, masterOptions, tls, mode, agentErrorFields, alive };
