@@ -5,6 +5,8 @@
  * egg 3 app (a copy of test/fixtures/e2e-app) through npm `overrides` of `egg-cluster`, run
  * that app's own suite with `egg-bin test` (mm.cluster → egg's startCluster →
  * require('egg-cluster') → us), then `egg-scripts start --daemon` / `egg-scripts stop` it.
+ * Then the same for egg 4: `overrides` of `@eggjs/cluster`, @eggjs/bin 7's `egg-bin test`
+ * (@eggjs/mock 6), @eggjs/scripts 4's `eggctl start --daemon` / `eggctl stop`.
  *
  * Needs npm and the registry (or a warm npm cache: installs use --prefer-offline).
  * Skip it only on purpose: EGG_CLUSTER_RS_SKIP_E2E=1. EGG_CLUSTER_RS_KEEP_E2E=1 keeps the
@@ -26,6 +28,28 @@ const ADDON = 'egg-cluster-rs.linux-x64-gnu.node';
 const WORKERS = 2;
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+// what differs between an egg 3 and an egg 4 app: its packages, its tools, where it installs us
+// and what the process command lines look like
+const GENERATIONS = {
+  3: {
+    deps: { egg: '3' },
+    devDeps: { 'egg-bin': '6', 'egg-mock': '5', 'egg-scripts': '2' },
+    clusterPackage: 'egg-cluster',
+    scripts: 'egg-scripts',
+    masterCmd: 'egg-scripts/lib/start-cluster',
+    workerCmd: kind => `node_modules/egg-cluster/lib/${kind}_worker.js`,
+  },
+  4: {
+    deps: { egg: '4' },
+    devDeps: { '@eggjs/bin': '7', '@eggjs/mock': '6', '@eggjs/scripts': '4' },
+    clusterPackage: '@eggjs/cluster',
+    scripts: 'eggctl',
+    masterCmd: '@eggjs/scripts/scripts/start-cluster',
+    // where @eggjs/scripts 4's `eggctl stop` looks for leftover workers
+    workerCmd: kind => `node_modules/@eggjs/cluster/dist/commonjs/${kind}_worker.js`,
+  },
+};
 
 // the environment of a user's shell: nothing from the npm script or the egg test running us
 function cleanEnv(extra) {
@@ -171,49 +195,26 @@ describe('test/e2e_pack.test.js', function() {
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'egg-cluster-rs-e2e-'));
   const packDir = path.join(tmp, 'pack');
-  const appDir = path.join(tmp, 'app');
-  const home = path.join(tmp, 'home');
-  const title = `e2e-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const env = cleanEnv();
-  const scriptsEnv = cleanEnv({ HOME: home, MOCK_HOME_DIR: home });
   let tarball;
-  let installed = false;
-  let started = false;
   let failed = false;
-  let npmInstall;
 
   before(() => {
     fs.mkdirSync(packDir);
-    fs.mkdirSync(home);
   });
 
   afterEach(function() {
     if (this.currentTest.state === 'failed') failed = true;
   });
 
-  after(async () => {
-    if (started) {
-      await run('npx', [ 'egg-scripts', 'stop', `--title=${title}` ], { cwd: appDir, env: scriptsEnv, timeout: 30000 });
-    }
-    // whatever is left of our daemon (by its unique title) or of the app's test run
-    for (const { pid } of [ ...processesWith(`"title":"${title}"`), ...processesWith(appDir) ]) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-    // removing ~750 packages takes a while on a busy machine: a detached rm does it
+  after(() => {
     const removeLater = dir => spawn('rm', [ '-rf', dir ], { detached: true, stdio: 'ignore' }).unref();
     if (process.env.EGG_CLUSTER_RS_KEEP_E2E === '1') {
       console.log('      [e2e] kept %s', tmp);
     } else if (failed) {
-      // the logs (app/logs, home/logs) and the tarball stay for a look; node_modules goes
-      const trash = `${tmp}.node_modules`;
-      if (fs.existsSync(path.join(appDir, 'node_modules'))) fs.renameSync(path.join(appDir, 'node_modules'), trash);
-      removeLater(trash);
-      console.log('      [e2e] kept %s (without app/node_modules)', tmp);
+      console.log('      [e2e] kept %s (without the apps\' node_modules)', tmp);
     } else {
+      // removing ~750 packages per app takes a while on a busy machine: a detached rm does it
       removeLater(tmp);
     }
   });
@@ -229,8 +230,10 @@ describe('test/e2e_pack.test.js', function() {
     const files = execFileSync('tar', [ '-tzf', tarball ]).toString().trim()
       .split('\n')
       .map(file => file.replace(/^package\//, ''));
-    for (const file of [ ADDON, 'binding.js', 'index.js', 'index.d.ts', 'package.json',
-      'lib/app_worker.js', 'lib/agent_worker.js', 'lib/master.js' ]) {
+    for (const file of [ ADDON, 'binding.js', 'index.js', 'index.d.ts', 'core.js', 'core.d.ts', 'package.json',
+      'lib/app_worker.js', 'lib/agent_worker.js', 'lib/master.js', 'lib/dialect.js',
+      'dist/esm/index.js', 'dist/esm/package.json', 'dist/commonjs/package.json',
+      'dist/esm/app_worker.js', 'dist/esm/agent_worker.js', 'dist/commonjs/app_worker.js', 'dist/commonjs/agent_worker.js' ]) {
       assert(files.includes(file), `${file} is not in the tarball:\n${files.join('\n')}`);
     }
     const unwanted = files.filter(file =>
@@ -251,8 +254,58 @@ describe('test/e2e_pack.test.js', function() {
     }
   });
 
-  it('installs into an egg 3 app as egg-cluster through npm overrides', async () => {
-    assert(tarball, 'npm pack failed');
+  for (const generation of [ 3, 4 ]) {
+    describe(`egg ${generation}`, () => generationSuite(generation, { tmp, env, tarball: () => tarball }));
+  }
+});
+
+/**
+ * One generation's app: install the tarball through `overrides`, run its suite, start it as a
+ * daemon with its own scripts tool and stop it.
+ * @param {number} generation - 3 or 4
+ * @param {Object} shared - `{ tmp, env, tarball() }` from the pack step
+ */
+function generationSuite(generation, { tmp, env, tarball }) {
+  const gen = GENERATIONS[generation];
+  const appDir = path.join(tmp, `app-egg${generation}`);
+  const home = path.join(tmp, `home-egg${generation}`);
+  const title = `e2e-${generation}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const scriptsEnv = cleanEnv({ HOME: home, MOCK_HOME_DIR: home });
+  let installed = false;
+  let started = false;
+  let failed = false;
+  let npmInstall;
+
+  before(() => {
+    fs.mkdirSync(home);
+  });
+
+  afterEach(function() {
+    if (this.currentTest.state === 'failed') failed = true;
+  });
+
+  after(async () => {
+    if (started) {
+      await run('npx', [ gen.scripts, 'stop', `--title=${title}` ], { cwd: appDir, env: scriptsEnv, timeout: 30000 });
+    }
+    // whatever is left of our daemon (by its unique title) or of the app's test run
+    for (const { pid } of [ ...processesWith(`"title":"${title}"`), ...processesWith(appDir) ]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    if (failed && process.env.EGG_CLUSTER_RS_KEEP_E2E !== '1') {
+      // the logs (app/logs, home/logs) and the tarball stay for a look; node_modules goes
+      const trash = `${appDir}.node_modules`;
+      if (fs.existsSync(path.join(appDir, 'node_modules'))) fs.renameSync(path.join(appDir, 'node_modules'), trash);
+      spawn('rm', [ '-rf', trash ], { detached: true, stdio: 'ignore' }).unref();
+    }
+  });
+
+  it(`installs into an egg ${generation} app as ${gen.clusterPackage} through npm overrides`, async () => {
+    assert(tarball(), 'npm pack failed');
     copyDir(TEMPLATE, appDir);
     assert(fs.existsSync(path.join(appDir, 'test/cluster.test.js')));
     fs.writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({
@@ -261,31 +314,31 @@ describe('test/e2e_pack.test.js', function() {
       private: true,
       scripts: {
         test: 'egg-bin test',
-        start: `egg-scripts start --daemon --title=${title}`,
-        stop: `egg-scripts stop --title=${title}`,
+        start: `${gen.scripts} start --daemon --title=${title}`,
+        stop: `${gen.scripts} stop --title=${title}`,
       },
-      dependencies: { egg: '3' },
-      devDependencies: { 'egg-bin': '6', 'egg-mock': '5', 'egg-scripts': '2' },
-      overrides: { 'egg-cluster': `file:${tarball}` },
+      dependencies: gen.deps,
+      devDependencies: gen.devDeps,
+      overrides: { [gen.clusterPackage]: `file:${tarball()}` },
     }, null, 2));
 
     npmInstall = await run('npm', [ 'install', '--no-audit', '--no-fund', '--prefer-offline' ],
       { cwd: appDir, env, timeout: 4 * 60 * 1000 });
     assert.strictEqual(npmInstall.code, 0, describeRun(npmInstall));
 
-    const ls = await run('npm', [ 'ls', 'egg-cluster', '--json' ], { cwd: appDir, env, timeout: 60000 });
+    const ls = await run('npm', [ 'ls', gen.clusterPackage, '--json' ], { cwd: appDir, env, timeout: 60000 });
     assert.strictEqual(ls.code, 0, describeRun(ls));
     const tree = JSON.parse(ls.stdout);
     assert.deepStrictEqual(Object.keys(tree.dependencies), [ 'egg' ], ls.stdout);
-    const dep = tree.dependencies.egg.dependencies['egg-cluster'];
+    const dep = tree.dependencies.egg.dependencies[gen.clusterPackage];
     assert.strictEqual(dep.version, PKG.version, ls.stdout);
-    assert.strictEqual(dep.resolved, `file:${tarball}`, ls.stdout);
-    const lsText = await run('npm', [ 'ls', 'egg-cluster' ], { cwd: appDir, env, timeout: 60000 });
-    assert.match(lsText.stdout, new RegExp(`egg-cluster@npm:egg-cluster-rs@${PKG.version}`), lsText.stdout);
+    assert.strictEqual(dep.resolved, `file:${tarball()}`, ls.stdout);
+    const lsText = await run('npm', [ 'ls', gen.clusterPackage ], { cwd: appDir, env, timeout: 60000 });
+    assert(lsText.stdout.includes(`${gen.clusterPackage}@npm:egg-cluster-rs@${PKG.version}`), lsText.stdout);
 
-    const installedPkg = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/egg-cluster/package.json'), 'utf8'));
+    const installedPkg = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', gen.clusterPackage, 'package.json'), 'utf8'));
     assert.strictEqual(installedPkg.name, 'egg-cluster-rs');
-    assert(fs.existsSync(path.join(appDir, 'node_modules/egg-cluster', ADDON)));
+    assert(fs.existsSync(path.join(appDir, 'node_modules', gen.clusterPackage, ADDON)));
     installed = true;
   });
 
@@ -302,14 +355,14 @@ describe('test/e2e_pack.test.js', function() {
     assert(installed, 'the app is not installed');
     const port = await freePort(17300, 17349);
     const res = await run('npx', [ 'egg-bin', 'test' ],
-      { cwd: appDir, env: cleanEnv({ E2E_CLUSTER_PORT: String(port) }), timeout: 3 * 60 * 1000 });
+      { cwd: appDir, env: cleanEnv({ E2E_CLUSTER_PORT: String(port), E2E_EGG: String(generation) }), timeout: 3 * 60 * 1000 });
     assert.strictEqual(res.code, 0, describeRun(res));
     // every test of the app's suite ran and passed, the checks that our code ran included
     const suite = fs.readFileSync(path.join(TEMPLATE, 'test/cluster.e2e.js'), 'utf8');
     const count = suite.match(/^ {2}it\(/mg).length;
     assert.match(res.stdout, new RegExp(`${count} passing`), describeRun(res));
     assert.doesNotMatch(res.stdout, /failing|pending/, describeRun(res));
-    for (const name of [ 'egg resolves egg-cluster to egg-cluster-rs', 'the master process has the egg-cluster-rs addon loaded' ]) {
+    for (const name of [ 'egg resolves its cluster package to egg-cluster-rs', 'the master process has the egg-cluster-rs addon loaded' ]) {
       assert(res.stdout.includes(name), describeRun(res));
     }
     // mm.cluster's close() waited for the master, and the master for its workers
@@ -317,7 +370,7 @@ describe('test/e2e_pack.test.js', function() {
     assert.deepStrictEqual(processesWith(appDir), [], 'the test run left processes behind');
   });
 
-  describe('egg-scripts start --daemon / stop', () => {
+  describe(`${gen.scripts} start --daemon / stop`, () => {
     let port;
     let master;
     let workers;
@@ -325,7 +378,7 @@ describe('test/e2e_pack.test.js', function() {
     it('starts the app as a daemon', async () => {
       assert(installed, 'the app is not installed');
       port = await freePort(17350, 17399);
-      const res = await run('npx', [ 'egg-scripts', 'start', '--daemon', `--port=${port}`, `--workers=${WORKERS}`, `--title=${title}` ],
+      const res = await run('npx', [ gen.scripts, 'start', '--daemon', `--port=${port}`, `--workers=${WORKERS}`, `--title=${title}` ],
         { cwd: appDir, env: scriptsEnv, timeout: 2 * 60 * 1000 });
       started = true;
       assert.strictEqual(res.code, 0, describeRun(res));
@@ -334,18 +387,18 @@ describe('test/e2e_pack.test.js', function() {
       assert.strictEqual(fs.readFileSync(path.join(home, 'logs/master-stderr.log'), 'utf8'), '');
 
       const procs = processesWith(`"title":"${title}"`);
-      const masters = procs.filter(p => p.cmd.includes('egg-scripts/lib/start-cluster'));
+      const masters = procs.filter(p => p.cmd.includes(gen.masterCmd));
       assert.strictEqual(masters.length, 1, JSON.stringify(procs, null, 2));
       master = masters[0].pid;
       workers = {
-        app: procs.filter(p => p.cmd.includes('node_modules/egg-cluster/lib/app_worker.js')).map(p => p.pid),
-        agent: procs.filter(p => p.cmd.includes('node_modules/egg-cluster/lib/agent_worker.js')).map(p => p.pid),
+        app: procs.filter(p => p.cmd.includes(gen.workerCmd('app'))).map(p => p.pid),
+        agent: procs.filter(p => p.cmd.includes(gen.workerCmd('agent'))).map(p => p.pid),
       };
       assert.strictEqual(workers.app.length, WORKERS, JSON.stringify(procs, null, 2));
       assert.strictEqual(workers.agent.length, 1, JSON.stringify(procs, null, 2));
       // egg-scripts exited: the daemon master outlives losing its parent's IPC channel
       assert(alive(master));
-      assert(fs.readFileSync(`/proc/${master}/maps`, 'utf8').includes(`/node_modules/egg-cluster/${ADDON}`),
+      assert(fs.readFileSync(`/proc/${master}/maps`, 'utf8').includes(`/node_modules/${gen.clusterPackage}/${ADDON}`),
         'the daemon master has not loaded our addon');
     });
 
@@ -383,9 +436,9 @@ describe('test/e2e_pack.test.js', function() {
       assert.deepStrictEqual(state.body.appPids.slice().sort(), workers.app.slice().sort());
     });
 
-    it('egg-scripts stop ends the master and every worker and closes the port', async () => {
+    it(`${gen.scripts} stop ends the master and every worker and closes the port`, async () => {
       assert(master, 'the daemon did not start');
-      const res = await run('npx', [ 'egg-scripts', 'stop', `--title=${title}` ], { cwd: appDir, env: scriptsEnv, timeout: 60000 });
+      const res = await run('npx', [ gen.scripts, 'stop', `--title=${title}` ], { cwd: appDir, env: scriptsEnv, timeout: 60000 });
       assert.strictEqual(res.code, 0, describeRun(res));
       assert.match(res.stdout, new RegExp(`got master pid \\["?${master}"?\\]`), describeRun(res));
       // the master closed its workers itself: egg-scripts' SIGKILL sweep found nothing
@@ -404,4 +457,4 @@ describe('test/e2e_pack.test.js', function() {
       assert.strictEqual(fs.readFileSync(path.join(home, 'logs/master-stderr.log'), 'utf8'), '');
     });
   });
-});
+}
