@@ -28,7 +28,7 @@ describe('test/master.test.js', () => {
       app = cluster('apps/master-worker-started');
       await app.expect('code', 0)
         .expect('stdout', /\[master\] node version v\d+/)
-        .expect('stdout', /\[master\] egg version 9\.9\.9/)
+        .expect('stdout', /\[master\] egg version 3\.99\.0/)
         .expect('stdout', /\[master\] agent_worker#1:\d+ started \(\d+ms\)/)
         .expect('stdout', /\[master\] app_worker#1:\d+ listening on {"addressType":4,"address":null,"port":\d+}/)
         .expect('stdout', /INFO \d+ \[master\] egg started on http:\/\/127\.0\.0\.1:\d+ \(\d+ms\)\n/)
