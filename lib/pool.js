@@ -69,6 +69,8 @@ class WorkerPool extends EventEmitter {
    * @param {string} [options.deathSignal] signal children get the instant the master dies (none)
    * @param {number} [options.orphanGrace] ms the workers of a killed master get to leave on their
    *   own before the watchdog SIGKILLs them and their descendants (300; 0 disables it)
+   * @param {object} [options.metrics] serve `metrics()` in Prometheus' text format on
+   *   `GET /metrics`: `{ port = 9464, host = '127.0.0.1' }` (port 0: any free one)
    */
   constructor(options = {}) {
     super();
@@ -92,6 +94,7 @@ class WorkerPool extends EventEmitter {
         schedulingPolicy: this.schedulingPolicy,
         deathSignal: options.deathSignal,
         orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
+        metrics: options.metrics || undefined,
       }, events => this._onEvents(events));
     } catch (err) {
       throw optionError(err);
@@ -131,6 +134,8 @@ class WorkerPool extends EventEmitter {
       env: envPairs(options.env || process.env),
       cwd: options.cwd,
       startupPipe: !!options.startupPipe,
+      slot: options.slot === null ? undefined : options.slot,
+      restarts: options.restarts === null ? undefined : options.restarts,
     });
     const worker = {
       id: ref.id,
@@ -259,6 +264,23 @@ class WorkerPool extends EventEmitter {
   workers() {
     if (this._closed) return [];
     return this._native.workers();
+  }
+
+  /**
+   * The core's counters now (the figures `/metrics` serves): `workers` (pid, kind, slot, state,
+   * uptime, restarts, messages and bytes in and out, drops by reason, bad lines, queue bytes),
+   * `total` (the same since the pool started, relays per second, forks, reforks) and `master`
+   * (rss, cpu). Null once closed.
+   */
+  metrics() {
+    if (this._closed) return null;
+    return this._native.metrics();
+  }
+
+  /** `{ host, port }` where `/metrics` is served, or null. */
+  metricsAddress() {
+    if (this._closed) return null;
+    return this._native.metricsAddress();
   }
 
   /** A worker by pid (the JS view, kept until its exit event). */

@@ -32,6 +32,7 @@ function poolOptions(options) {
     queueBytes: options.queueBytes,
     stallTimeout: options.stallTimeout,
     orphanGrace: options.orphanGrace,
+    metrics: options.metrics,
   };
 }
 
