@@ -32,6 +32,87 @@ export interface WorkerPoolOptions {
    * disconnect as egg does) before a watchdog SIGKILLs them and their descendants (300; 0: off).
    */
   orphanGrace?: number;
+  /** Serve `metrics()` in Prometheus' text format on `GET /metrics` (default: not served). */
+  metrics?: MetricsOptions;
+}
+
+export interface MetricsOptions {
+  /** TCP port (default 9464; 0: any free port, see `metricsAddress()`). */
+  port?: number;
+  /** IP address to listen on (default '127.0.0.1'). */
+  host?: string;
+}
+
+export interface MetricsAddress {
+  host: string;
+  port: number;
+}
+
+/** Messages dropped, by reason. */
+export interface MetricsDrops {
+  /** The recipient's queue stayed full past the stall timeout (counted on the recipient). */
+  queueFull: number;
+  /** The recipient had left when the message reached its queue (counted on the recipient). */
+  targetGone: number;
+  /** The route named no live worker (counted on the sender). */
+  noTarget: number;
+  /** A line over `maxLineBytes` (counted on the sender). */
+  tooBig: number;
+  /** A malformed line (counted on the sender). */
+  badLine: number;
+  /** The master's own sends were 64 MiB behind the workers' queues (totals only). */
+  masterBacklog: number;
+}
+
+/** Message counters. In: user messages read (Node's internal ones not counted), bytes of their JSON and newline; out: user messages queued for a worker, bytes as queued. */
+export interface MetricsCounts {
+  messagesIn: number;
+  bytesIn: number;
+  messagesOut: number;
+  bytesOut: number;
+  dropped: MetricsDrops;
+  droppedTotal: number;
+  badLines: number;
+  /** Bytes waiting in outbound queues now. */
+  queueBytes: number;
+}
+
+export interface WorkerMetrics extends MetricsCounts {
+  id: number;
+  pid: number;
+  kind: WorkerKind;
+  /** egg's slot (`CFORK_WORKER_INDEX`); absent when the forker gave none. */
+  slot?: number;
+  state: WorkerState;
+  /** Seconds since it was forked. */
+  uptime: number;
+  /** How many times its slot was forked before it; absent when the forker gave none. */
+  restarts?: number;
+}
+
+export interface MetricsTotals extends MetricsCounts {
+  /** User messages queued for workers per second over the last 10 s. */
+  relaysPerSecond: number;
+  agentForks: number;
+  appForks: number;
+  /** Forks into a slot that had a worker before. */
+  reforks: number;
+}
+
+/** `metrics()`: the core's figures at one moment; totals cover every worker since the start. */
+export interface ClusterMetrics {
+  workers: WorkerMetrics[];
+  total: MetricsTotals;
+  master: {
+    pid: number;
+    /** Resident set size, bytes. */
+    rss: number;
+    /** CPU seconds in user and kernel mode. */
+    cpuUser: number;
+    cpuSystem: number;
+    /** Seconds since the core started. */
+    uptime: number;
+  };
 }
 
 export interface ForkOptions {
@@ -47,6 +128,10 @@ export interface ForkOptions {
   execPath?: string;
   /** Also give the child a pipe on fd 4 for one early answer, read with `readStartup`. */
   startupPipe?: boolean;
+  /** egg's slot of an app worker (a metrics label). */
+  slot?: number | null;
+  /** How many times that slot was forked before (a metrics label; > 0 counts as a refork). */
+  restarts?: number | null;
 }
 
 export interface WorkerRef {
@@ -127,6 +212,10 @@ export declare class WorkerPool extends EventEmitter {
   listenSticky(port: number, host?: string | null, workers?: number): number;
   closeSticky(): void;
   workers(): WorkerSnapshot[];
+  /** The core's counters now (what `/metrics` serves); null once closed. */
+  metrics(): ClusterMetrics | null;
+  /** Where `/metrics` is served, or null. */
+  metricsAddress(): MetricsAddress | null;
   get(pid: number): PoolWorker | undefined;
   close(): void;
 

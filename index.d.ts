@@ -2,11 +2,12 @@
 // binding.d.ts (generated); this file shapes the API users see.
 
 import { EventEmitter } from 'events';
-import type { Messenger, SchedulingPolicy } from './core';
+import type { Messenger, SchedulingPolicy, MetricsOptions, ClusterMetrics, MetricsAddress } from './core';
 
 export type {
   WorkerKind, WorkerState, SchedulingPolicy, MessageEnvelope, WorkerPoolOptions, ForkOptions, WorkerRef,
   PoolWorker, WorkerSnapshot, ListeningAddress, PoolError, WorkerPool, Messenger, WorkerMessenger,
+  MetricsOptions, MetricsAddress, MetricsDrops, MetricsCounts, WorkerMetrics, MetricsTotals, ClusterMetrics,
 } from './core';
 
 // ---- egg layer: what egg-cluster 2 (egg 3) and @eggjs/cluster 3 (egg 4) export ----
@@ -49,6 +50,8 @@ export interface ClusterOptions {
   queueBytes?: number;
   stallTimeout?: number;
   orphanGrace?: number;
+  /** Serve the core's metrics in Prometheus' text format (egg-cluster-rs): see WorkerPoolOptions. */
+  metrics?: MetricsOptions;
   /** Refork backoff of a crash-looping slot or agent, ms (egg-cluster-rs; 1000 and 30000). */
   reforkBackoffInitial?: number;
   reforkBackoffMax?: number;
@@ -103,6 +106,10 @@ export declare class Master extends EventEmitter {
    * successor listens. Rejects with a {@link ReloadError}. SIGUSR2 does the same.
    */
   reload(options?: ReloadOptions): Promise<ReloadResult>;
+  /** The core's counters now: per worker (with egg's slot and restarts), totals, the master. */
+  metrics(): ClusterMetrics | null;
+  /** Where `/metrics` is served (the `metrics` option), or null. */
+  metricsAddress(): MetricsAddress | null;
 
   on(event: 'agent-start' | 'agent-exit' | 'app-start' | 'app-exit' | 'realport' | 'reload-worker', listener: (data: any) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;

@@ -76,6 +76,8 @@ class Master extends EventEmitter {
     this.agentFailures = 0;
     this.reloading = false;
     this.reloadPending = false;
+    // app slot (CFORK_WORKER_INDEX) → times forked: the `restarts` label of its next worker
+    this.slotForks = new Map();
     this.healthTimer = null;
 
     this.rollingReload = new RollingReload(this);
@@ -167,6 +169,21 @@ class Master extends EventEmitter {
    */
   reload(options) {
     return this.rollingReload.run(options);
+  }
+
+  /**
+   * The core's counters now: per worker and in total, relays per second, reforks, and the
+   * master's own memory and CPU (lib/pool.js `metrics()`); `/metrics` serves the same figures
+   * when the `metrics` option is set.
+   * @return {Object|null} the snapshot
+   */
+  metrics() {
+    return this.pool.metrics();
+  }
+
+  /** @return {{host: string, port: number}|null} where `/metrics` is served */
+  metricsAddress() {
+    return this.pool.metricsAddress();
   }
 
   reloadOn(trigger) {

@@ -71,6 +71,8 @@ class WorkerPool extends EventEmitter {
    *   own before the watchdog SIGKILLs them and their descendants (300; 0 disables it)
    * @param {boolean} [options.receiverWorkerIdFirst] egg 4's routing: `receiverWorkerId ??
    *   receiverPid` names the receiver (default: egg 3's, receiverPid first)
+   * @param {object} [options.metrics] serve `metrics()` in Prometheus' text format on
+   *   `GET /metrics`: `{ port = 9464, host = '127.0.0.1' }` (port 0: any free one)
    */
   constructor(options = {}) {
     super();
@@ -95,6 +97,7 @@ class WorkerPool extends EventEmitter {
         deathSignal: options.deathSignal,
         orphanGraceMs: options.orphanGrace === undefined ? undefined : Number(options.orphanGrace),
         receiverWorkerIdFirst: options.receiverWorkerIdFirst,
+        metrics: options.metrics || undefined,
       }, events => this._onEvents(events));
     } catch (err) {
       throw optionError(err);
@@ -134,6 +137,8 @@ class WorkerPool extends EventEmitter {
       env: envPairs(options.env || process.env),
       cwd: options.cwd,
       startupPipe: !!options.startupPipe,
+      slot: options.slot === null ? undefined : options.slot,
+      restarts: options.restarts === null ? undefined : options.restarts,
     });
     const worker = {
       id: ref.id,
@@ -262,6 +267,23 @@ class WorkerPool extends EventEmitter {
   workers() {
     if (this._closed) return [];
     return this._native.workers();
+  }
+
+  /**
+   * The core's counters now (the figures `/metrics` serves): `workers` (pid, kind, slot, state,
+   * uptime, restarts, messages and bytes in and out, drops by reason, bad lines, queue bytes),
+   * `total` (the same since the pool started, relays per second, forks, reforks) and `master`
+   * (rss, cpu). Null once closed.
+   */
+  metrics() {
+    if (this._closed) return null;
+    return this._native.metrics();
+  }
+
+  /** `{ host, port }` where `/metrics` is served, or null. */
+  metricsAddress() {
+    if (this._closed) return null;
+    return this._native.metricsAddress();
   }
 
   /** A worker by pid (the JS view, kept until its exit event). */

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use crate::error::CoreError;
 use crate::listen::Policy;
+use crate::metrics::{Counts, DropReason, Snapshot, WorkerMetrics};
 use crate::router::Sender;
-use crate::supervisor::{Config, Core, Event, SpawnSpec, WorkerKind, WorkerTag};
+use crate::supervisor::{Config, Core, Event, MetricsListen, SpawnSpec, WorkerKind, WorkerTag};
 use crate::sys;
 
 /// A core error as a JS Error whose `code` is the core's stable code
@@ -89,7 +90,49 @@ fn config_from(options: NativeClusterOptions) -> std::result::Result<Config, Cor
     config.orphan_grace = (!grace.is_zero()).then_some(grace);
   }
   config.receiver_worker_id_first = options.receiver_worker_id_first.unwrap_or(false);
+  if let Some(m) = options.metrics {
+    config.metrics = Some(metrics_listen_from(m)?);
+  }
   Ok(config)
+}
+
+/// `metrics: { port, host }`: a port 0…65535 (0: any free one) and an IP
+/// address (default 127.0.0.1: loopback only).
+fn metrics_listen_from(m: NativeMetricsOptions) -> std::result::Result<MetricsListen, CoreError> {
+  let port = match m.port {
+    None => DEFAULT_METRICS_PORT,
+    Some(p) if p.fract() == 0.0 && (0.0..=65535.0).contains(&p) => p as u16,
+    Some(p) => {
+      return Err(CoreError::InvalidArg(format!(
+        "options.metrics.port must be an integer from 0 to 65535, got {p}"
+      )))
+    }
+  };
+  let host = match m.host {
+    None => "127.0.0.1".to_owned(),
+    Some(h) => match h.parse::<std::net::IpAddr>() {
+      Ok(ip) => ip.to_string(),
+      Err(_) => {
+        return Err(CoreError::InvalidArg(format!(
+          "options.metrics.host must be an IP address such as 127.0.0.1 or ::1, got {h:?}"
+        )))
+      }
+    },
+  };
+  Ok(MetricsListen { host, port })
+}
+
+/// Prometheus' conventional port for an exporter of this kind.
+const DEFAULT_METRICS_PORT: u16 = 9464;
+
+/// Where the core serves `/metrics`.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeMetricsOptions {
+  /// TCP port (default 9464; 0: any free port, see `metricsAddress()`).
+  pub port: Option<f64>,
+  /// IP address to listen on (default `127.0.0.1`).
+  pub host: Option<String>,
 }
 
 /// Options of a `NativeCluster`.
@@ -115,6 +158,10 @@ pub struct NativeClusterOptions {
   /// egg 4's routing rule: `receiverWorkerId ?? receiverPid` names the
   /// receiver (default false: egg 3's, `receiverPid` first).
   pub receiver_worker_id_first: Option<bool>,
+  /// Serve the core's metrics in Prometheus' text format on `GET /metrics`
+  /// (default: not served). A port in use fails the constructor with Node's
+  /// `err.code` (`EADDRINUSE`).
+  pub metrics: Option<NativeMetricsOptions>,
 }
 
 /// What to spawn.
@@ -131,6 +178,10 @@ pub struct NativeSpawnOptions {
   pub cwd: Option<String>,
   /// Give the child a pipe on fd 4 for one early answer (`readStartup`).
   pub startup_pipe: Option<bool>,
+  /// egg's slot of an app worker (`CFORK_WORKER_INDEX`): a metrics label.
+  pub slot: Option<u32>,
+  /// How many times that slot was forked before (> 0: a refork).
+  pub restarts: Option<u32>,
 }
 
 /// A spawned worker.
@@ -156,6 +207,177 @@ pub struct NativeWorkerInfo {
   pub bad_lines: f64,
   /// Bytes waiting in the worker's outbound queue.
   pub queued_bytes: f64,
+}
+
+/// Where `/metrics` is served.
+#[napi(object)]
+pub struct NativeMetricsAddress {
+  pub host: String,
+  pub port: u32,
+}
+
+/// Messages dropped, by reason.
+#[napi(object)]
+pub struct NativeDrops {
+  /// The recipient's queue stayed full past the stall timeout.
+  pub queue_full: f64,
+  /// The recipient had left when the message reached its queue.
+  pub target_gone: f64,
+  /// The route named no live worker (counted on the sender).
+  pub no_target: f64,
+  /// A line over `maxLineBytes` (counted on the sender).
+  pub too_big: f64,
+  /// A malformed line (counted on the sender).
+  pub bad_line: f64,
+  /// The master's own sends were 64 MiB behind (totals only).
+  pub master_backlog: f64,
+}
+
+impl From<&Counts> for NativeDrops {
+  fn from(c: &Counts) -> Self {
+    let n = |r| c.dropped_for(r) as f64;
+    NativeDrops {
+      queue_full: n(DropReason::QueueFull),
+      target_gone: n(DropReason::TargetGone),
+      no_target: n(DropReason::NoTarget),
+      too_big: n(DropReason::TooBig),
+      bad_line: n(DropReason::BadLine),
+      master_backlog: n(DropReason::MasterBacklog),
+    }
+  }
+}
+
+/// One worker's figures.
+#[napi(object)]
+pub struct NativeWorkerMetrics {
+  pub id: u32,
+  pub pid: u32,
+  /// `'agent'` or `'app'`.
+  pub kind: String,
+  /// egg's slot (`CFORK_WORKER_INDEX`); absent when the forker gave none.
+  pub slot: Option<u32>,
+  /// `'starting'`, `'online'`, `'listening'`, `'disconnected'` or `'dead'`.
+  pub state: String,
+  /// Seconds since it was forked.
+  pub uptime: f64,
+  /// How many times its slot was forked before it; absent when the forker gave none.
+  pub restarts: Option<u32>,
+  /// User messages read from it (Node's internal messages not counted).
+  pub messages_in: f64,
+  /// Their bytes: JSON text and newline.
+  pub bytes_in: f64,
+  /// User messages queued for it (relayed or sent by the master).
+  pub messages_out: f64,
+  /// Their bytes, as queued (with `from`/`to`).
+  pub bytes_out: f64,
+  pub dropped: NativeDrops,
+  /// All its drops.
+  pub dropped_total: f64,
+  /// Malformed lines read from it.
+  pub bad_lines: f64,
+  /// Bytes waiting in its outbound queue now.
+  pub queue_bytes: f64,
+}
+
+impl From<WorkerMetrics> for NativeWorkerMetrics {
+  fn from(w: WorkerMetrics) -> Self {
+    NativeWorkerMetrics {
+      id: w.id,
+      pid: w.pid,
+      kind: w.kind.to_owned(),
+      slot: w.slot,
+      state: w.state.to_owned(),
+      uptime: w.uptime_seconds,
+      restarts: w.restarts,
+      messages_in: w.counts.messages_in as f64,
+      bytes_in: w.counts.bytes_in as f64,
+      messages_out: w.counts.messages_out as f64,
+      bytes_out: w.counts.bytes_out as f64,
+      dropped: NativeDrops::from(&w.counts),
+      dropped_total: w.counts.dropped_total() as f64,
+      bad_lines: w.counts.dropped_for(DropReason::BadLine) as f64,
+      queue_bytes: w.queue_bytes as f64,
+    }
+  }
+}
+
+/// The cluster since the master started: every worker that ever was, and
+/// the master's own sends. Counters only grow (`queueBytes` is a gauge).
+#[napi(object)]
+pub struct NativeTotals {
+  pub messages_in: f64,
+  pub bytes_in: f64,
+  pub messages_out: f64,
+  pub bytes_out: f64,
+  pub dropped: NativeDrops,
+  pub dropped_total: f64,
+  pub bad_lines: f64,
+  /// Bytes waiting in all workers' queues now.
+  pub queue_bytes: f64,
+  /// User messages queued for workers per second, over the last 10 s.
+  pub relays_per_second: f64,
+  /// Workers forked, by kind.
+  pub agent_forks: f64,
+  pub app_forks: f64,
+  /// Forks into a slot that had a worker before.
+  pub reforks: f64,
+}
+
+/// The master process.
+#[napi(object)]
+pub struct NativeMasterMetrics {
+  pub pid: u32,
+  /// Resident set size, bytes.
+  pub rss: f64,
+  /// CPU time in user mode, seconds.
+  pub cpu_user: f64,
+  /// CPU time in kernel mode, seconds.
+  pub cpu_system: f64,
+  /// Seconds since the core started.
+  pub uptime: f64,
+}
+
+/// The core's figures at one moment (`metrics()`).
+#[napi(object)]
+pub struct NativeMetrics {
+  /// The workers in the core's table, in fork order.
+  pub workers: Vec<NativeWorkerMetrics>,
+  pub total: NativeTotals,
+  pub master: NativeMasterMetrics,
+}
+
+impl From<Snapshot> for NativeMetrics {
+  fn from(s: Snapshot) -> Self {
+    let t = &s.total;
+    NativeMetrics {
+      total: NativeTotals {
+        messages_in: t.messages_in as f64,
+        bytes_in: t.bytes_in as f64,
+        messages_out: t.messages_out as f64,
+        bytes_out: t.bytes_out as f64,
+        dropped: NativeDrops::from(t),
+        dropped_total: t.dropped_total() as f64,
+        bad_lines: t.dropped_for(DropReason::BadLine) as f64,
+        queue_bytes: s.total_queue_bytes as f64,
+        relays_per_second: s.relays_per_second,
+        agent_forks: s.agent_forks as f64,
+        app_forks: s.app_forks as f64,
+        reforks: s.reforks as f64,
+      },
+      master: NativeMasterMetrics {
+        pid: s.master.pid,
+        rss: s.master.rss_bytes as f64,
+        cpu_user: s.master.cpu_user_seconds,
+        cpu_system: s.master.cpu_system_seconds,
+        uptime: s.master.uptime_seconds,
+      },
+      workers: s
+        .workers
+        .into_iter()
+        .map(NativeWorkerMetrics::from)
+        .collect(),
+    }
+  }
 }
 
 /// One event from the core. `kind` says which fields are set.
@@ -375,6 +597,8 @@ impl NativeCluster {
         env,
         cwd: options.cwd,
         startup_pipe: options.startup_pipe.unwrap_or(false),
+        slot: options.slot,
+        restarts: options.restarts,
       })
       .map_err(to_napi)?;
     Ok(NativeWorkerRef { id, pid })
@@ -513,6 +737,28 @@ impl NativeCluster {
           queued_bytes: w.queued_bytes as f64,
         })
         .collect(),
+    )
+  }
+
+  /// The core's counters now, per worker and in total, the relay rate and
+  /// the master process's memory and CPU: the figures `/metrics` serves.
+  #[napi(catch_unwind)]
+  pub fn metrics(&self) -> Result<NativeMetrics, String> {
+    Ok(NativeMetrics::from(self.core()?.metrics()))
+  }
+
+  /// Where `/metrics` is served (with the bound port when 0 was asked
+  /// for), or null when it is not.
+  #[napi(catch_unwind)]
+  pub fn metrics_address(&self) -> Result<Option<NativeMetricsAddress>, String> {
+    Ok(
+      self
+        .core()?
+        .metrics_address()
+        .map(|addr| NativeMetricsAddress {
+          host: addr.ip().to_string(),
+          port: u32::from(addr.port()),
+        }),
     )
   }
 

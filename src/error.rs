@@ -21,6 +21,9 @@ pub enum CoreError {
   /// A listen socket could not be set up: `errno` is the OS error.
   #[error("{}", listen_message(*errno, *port))]
   Listen { errno: i32, port: u16 },
+  /// The `/metrics` endpoint could not listen: `errno` is the OS error.
+  #[error("{}", metrics_listen_message(*errno, host, *port))]
+  MetricsListen { errno: i32, host: String, port: u16 },
   #[error("the core is closed")]
   Closed,
 }
@@ -37,9 +40,22 @@ impl CoreError {
       CoreError::NoSuchWorker(_) => "ERR_NO_SUCH_WORKER",
       CoreError::InvalidArg(_) => "ERR_INVALID_ARG_VALUE",
       // Node's code for a failed listen is the errno's name (`EADDRINUSE`)
-      CoreError::Listen { errno, .. } => crate::sys::errno_name(*errno).unwrap_or("EUNKNOWN"),
+      CoreError::Listen { errno, .. } | CoreError::MetricsListen { errno, .. } => {
+        crate::sys::errno_name(*errno).unwrap_or("EUNKNOWN")
+      }
       CoreError::Closed => "ERR_CLOSED",
     }
+  }
+}
+
+/// Node's words for a failed listen, said of the metrics endpoint.
+fn metrics_listen_message(errno: i32, host: &str, port: u16) -> String {
+  match crate::sys::errno_name(errno) {
+    Some("EADDRINUSE") => {
+      format!("metrics: listen EADDRINUSE: address already in use {host}:{port}")
+    }
+    Some(name) => format!("metrics: listen {name} {host}:{port}"),
+    None => format!("metrics: listen EUNKNOWN ({errno}) {host}:{port}"),
   }
 }
 

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod ipc;
 pub mod listen;
+pub mod metrics;
 pub mod router;
 pub mod supervisor;
 pub mod sys;

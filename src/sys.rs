@@ -365,6 +365,43 @@ pub fn getpid() -> u32 {
   std::process::id()
 }
 
+/// This process's resident memory and CPU time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessUsage {
+  pub rss_bytes: u64,
+  pub user_cpu_seconds: f64,
+  pub system_cpu_seconds: f64,
+}
+
+/// Reads this process's usage: RSS from `/proc/self/statm` (0 where there is
+/// no procfs), CPU time from `getrusage(RUSAGE_SELF)`.
+pub fn process_usage() -> ProcessUsage {
+  use nix::sys::resource::{getrusage, UsageWho};
+  let rss_bytes = std::fs::read_to_string("/proc/self/statm")
+    .ok()
+    .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+    .map_or(0, |pages| pages * page_size());
+  let (user_cpu_seconds, system_cpu_seconds) = getrusage(UsageWho::RUSAGE_SELF)
+    .map(|u| {
+      let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+      (secs(u.user_time()), secs(u.system_time()))
+    })
+    .unwrap_or_default();
+  ProcessUsage {
+    rss_bytes,
+    user_cpu_seconds,
+    system_cpu_seconds,
+  }
+}
+
+fn page_size() -> u64 {
+  nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+    .ok()
+    .flatten()
+    .and_then(|v| u64::try_from(v).ok())
+    .unwrap_or(4096)
+}
+
 const SIGNALS: &[(&str, i32)] = &[
   ("SIGHUP", libc::SIGHUP),
   ("SIGINT", libc::SIGINT),
@@ -537,6 +574,18 @@ mod tests {
       port,
       ipv6_only: false,
     }
+  }
+
+  #[test]
+  fn this_process_has_resident_memory_and_cpu_time() {
+    let spin = std::time::Instant::now();
+    while spin.elapsed() < std::time::Duration::from_millis(20) {}
+    let usage = process_usage();
+    assert!(usage.rss_bytes > 1 << 20, "{usage:?}");
+    assert!(
+      usage.user_cpu_seconds + usage.system_cpu_seconds > 0.0,
+      "{usage:?}"
+    );
   }
 
   #[test]

@@ -133,6 +133,9 @@ class AppWorkerLifecycle {
     const inspectPort = process.debugPort + this.inspectPortOffset++;
     if (execArgv.some(arg => INSPECT_ARGV.test(arg))) execArgv.push(`--inspect-port=${inspectPort}`);
 
+    // metrics labels: egg's slot, and how many times it was forked before
+    const slot = workerEnv.CFORK_WORKER_INDEX === undefined ? null : Number(workerEnv.CFORK_WORKER_INDEX);
+    const restarts = slot === null ? null : (this.slotForks.get(slot) || 0);
     let forked;
     try {
       forked = this.pool.forkApp({
@@ -141,7 +144,10 @@ class AppWorkerLifecycle {
         execArgv,
         env: Object.assign({}, process.env, workerEnv),
         cwd: process.cwd(),
+        slot,
+        restarts,
       });
+      if (slot !== null) this.slotForks.set(slot, restarts + 1);
     } catch (err) {
       err.name = 'AppWorkerError';
       this.logger.error(err);

@@ -34,6 +34,7 @@ function poolOptions(options, dialect) {
     orphanGrace: options.orphanGrace,
     // who a message names: egg 3 and egg 4 read receiverPid and receiverWorkerId in opposite order
     receiverWorkerIdFirst: dialect.receiverWorkerIdFirst,
+    metrics: options.metrics,
   };
 }
 

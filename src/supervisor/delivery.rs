@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::outbox::Pushed;
 use super::{Shared, Worker};
+use crate::metrics::DropReason;
 
 /// One part of a unit.
 pub(crate) enum Staged {
@@ -33,6 +34,16 @@ pub(crate) enum Staged {
 }
 
 impl Staged {
+  /// How many deliveries it holds: messages times recipients (a protocol line is one).
+  pub(crate) fn deliveries(&self) -> u64 {
+    match self {
+      Staged::Lines {
+        targets, messages, ..
+      } => messages * targets.len() as u64,
+      Staged::Protocol { .. } => 1,
+    }
+  }
+
   /// The bytes of user messages it holds (what the master's backlog counts).
   pub(crate) fn message_bytes(&self) -> usize {
     match self {
@@ -119,8 +130,12 @@ impl Shared {
               tokio::time::sleep(pause).await;
             }
             first = false;
-            if target.outbox.push(lines.clone(), None).await == Pushed::Dropped {
-              self.report_drop(target, *messages).await;
+            match target.outbox.push(lines.clone(), None).await {
+              Pushed::Queued => target.counters.queued(*messages, lines.len()),
+              Pushed::Dropped => self.report_drop(target, *messages).await,
+              Pushed::Closed => {
+                target.counters.dropped(DropReason::TargetGone, *messages);
+              }
             }
           }
         }
@@ -134,6 +149,7 @@ impl Shared {
   /// Counts the drop of `messages` messages for `target` (the outbox counted
   /// one) and logs it at the first drop and at every power of two.
   async fn report_drop(&self, target: &Arc<Worker>, messages: u64) {
+    self.totals.dropped(DropReason::QueueFull, messages);
     let extra = messages.saturating_sub(1);
     let after_first = target.outbox.dropped.fetch_add(extra, Ordering::Relaxed);
     let previous = after_first.saturating_sub(1);

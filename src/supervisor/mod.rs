@@ -43,6 +43,9 @@ use tokio::sync::mpsc;
 use crate::error::{CoreError, Result};
 use crate::ipc::message::{Envelope, ReceiverPid};
 use crate::listen::{Listeners, LiveApps, Policy};
+use crate::metrics::{
+  Counters, Forks, MasterMetrics, RateRing, Snapshot, SnapshotSource, WorkerMetrics,
+};
 use crate::router::{self, Destination, Sender};
 use crate::sys::{self, SockName};
 use delivery::{tick_pause, RelayGate, Staged};
@@ -68,6 +71,17 @@ pub struct Config {
   /// egg 4's rule for who a message names: `receiverWorkerId` before
   /// `receiverPid` (egg 3: the other way round).
   pub receiver_worker_id_first: bool,
+  /// Where to serve `/metrics` (None: not served).
+  pub metrics: Option<MetricsListen>,
+}
+
+/// The address of the `/metrics` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsListen {
+  /// An IP address (validated by whoever builds the config).
+  pub host: String,
+  /// 0: any free port.
+  pub port: u16,
 }
 
 impl Default for Config {
@@ -80,6 +94,7 @@ impl Default for Config {
       orphan_grace: Some(Duration::from_millis(300)),
       policy: Policy::RoundRobin,
       receiver_worker_id_first: false,
+      metrics: None,
     }
   }
 }
@@ -98,6 +113,10 @@ pub struct SpawnSpec {
   /// Also give the child a pipe on fd 4 for one early answer, read back
   /// with `Core::read_startup` (the agent reports on its framework there).
   pub startup_pipe: bool,
+  /// egg's slot of an app worker (`CFORK_WORKER_INDEX`), a metrics label.
+  pub slot: Option<u32>,
+  /// How many times that slot was forked before; > 0 counts as a refork.
+  pub restarts: Option<u32>,
 }
 
 pub(crate) struct Shared {
@@ -117,6 +136,14 @@ pub(crate) struct Shared {
   event_budget: Arc<EventBudget>,
   /// Closed while a unit is being queued (see `delivery`).
   relay_gate: RelayGate,
+  /// Totals since the core started: every worker's counts (each worker's
+  /// `Tally` adds here too, so they outlive it), what the master's own sends
+  /// lost, and queue-full drops (counted where they happen).
+  totals: Arc<Counters>,
+  forks: Forks,
+  /// Totals of messages queued for workers, one a second (`sample_relays`).
+  relay_rate: std::sync::Mutex<RateRing>,
+  started: std::time::Instant,
 }
 
 /// Work queued by JavaScript calls, done in call order. Recipients are
@@ -140,6 +167,8 @@ pub struct Core {
   unit: std::sync::Mutex<Option<Vec<Staged>>>,
   /// Read ends of startup pipes, by worker id, until `read_startup` takes them.
   startup: std::sync::Mutex<HashMap<u32, OwnedFd>>,
+  /// The `/metrics` endpoint's address and its accept task, when served.
+  metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Core {
@@ -168,6 +197,19 @@ impl Core {
     let watchdog = config
       .orphan_grace
       .and_then(crate::watchdog::Watchdog::start);
+    // bound here, so that a port in use is an error of the constructor
+    let metrics_listener = match &config.metrics {
+      Some(m) => Some(
+        crate::metrics::server::bind(&m.host, m.port).map_err(|errno| {
+          CoreError::MetricsListen {
+            errno,
+            host: m.host.clone(),
+            port: m.port,
+          }
+        })?,
+      ),
+      None => None,
+    };
     let shared = Arc::new(Shared {
       listeners: Listeners::new(config.policy),
       config,
@@ -181,8 +223,24 @@ impl Core {
       read_bytes: AtomicU64::new(0),
       event_budget: Arc::new(EventBudget::default()),
       relay_gate: RelayGate::default(),
+      totals: Arc::new(Counters::default()),
+      forks: Forks::default(),
+      relay_rate: std::sync::Mutex::new(RateRing::new(RELAY_RATE_WINDOW)),
+      started: std::time::Instant::now(),
     });
     rt.spawn(trim_after_bursts(shared.clone()));
+    rt.spawn(sample_relays(Arc::downgrade(&shared)));
+    let metrics_server = match metrics_listener {
+      Some(listener) => {
+        let _enter = rt.enter();
+        let source: Arc<dyn SnapshotSource> = shared.clone();
+        Some(
+          crate::metrics::server::serve(listener, source)
+            .map_err(|e| CoreError::io("serving /metrics", e))?,
+        )
+      }
+      None => None,
+    };
     let (master_tx, mut master_rx) = mpsc::unbounded_channel::<MasterWork>();
     let s = shared.clone();
     rt.spawn(async move {
@@ -205,6 +263,7 @@ impl Core {
         master_tx,
         unit: std::sync::Mutex::new(None),
         startup: std::sync::Mutex::new(HashMap::new()),
+        metrics_server,
       },
       events_rx,
     ))
@@ -280,6 +339,17 @@ impl Core {
       .collect()
   }
 
+  /// The core's counters now: per worker, in total, the relay rate and the
+  /// master process.
+  pub fn metrics(&self) -> Snapshot {
+    self.shared.snapshot()
+  }
+
+  /// Where `/metrics` is served (the bound port when 0 was asked for).
+  pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+    self.metrics_server.as_ref().map(|(addr, _)| *addr)
+  }
+
   /// Starts sticky-session listening on `addr` (replacing a previous one).
   /// Returns the bound address, or the OS errno.
   pub fn listen_sticky(
@@ -309,6 +379,9 @@ impl Core {
   /// Kills every child (and its descendants) with SIGKILL. Idempotent.
   pub fn close(&self) {
     self.close_sticky();
+    if let Some((_, server)) = &self.metrics_server {
+      server.abort();
+    }
     if self.shared.closed.swap(true, Ordering::AcqRel) {
       return;
     }
@@ -334,6 +407,80 @@ impl Drop for Core {
 
 /// The most a startup pipe answer may hold; more is cut off.
 const STARTUP_ANSWER_MAX: usize = 1 << 20;
+
+/// The relay rate is over this much time.
+const RELAY_RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Once a second, the total of messages queued for workers goes into the
+/// relay-rate ring: the relay path itself only adds to counters. Ends when
+/// the core is gone.
+async fn sample_relays(shared: std::sync::Weak<Shared>) {
+  let mut every = tokio::time::interval(Duration::from_secs(1));
+  every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+  loop {
+    every.tick().await;
+    let Some(shared) = shared.upgrade() else {
+      return;
+    };
+    let total = shared.totals.load().messages_out;
+    if let Ok(mut ring) = shared.relay_rate.lock() {
+      ring.record(std::time::Instant::now(), total);
+    };
+  }
+}
+
+impl Shared {
+  /// The workers in the table now and their queued bytes in all.
+  fn worker_metrics(&self) -> (Vec<WorkerMetrics>, u64) {
+    let mut workers = Vec::new();
+    let mut queue_bytes = 0u64;
+    if let Ok(t) = self.table.read() {
+      for w in &t.workers {
+        let counts = w.counts();
+        let queued = w.queued_bytes() as u64;
+        queue_bytes += queued;
+        workers.push(WorkerMetrics {
+          id: w.id,
+          pid: w.pid,
+          kind: w.kind.as_str(),
+          slot: w.slot,
+          state: w.state().as_str(),
+          uptime_seconds: w.started.elapsed().as_secs_f64(),
+          restarts: w.restarts,
+          counts,
+          queue_bytes: queued,
+        });
+      }
+    }
+    (workers, queue_bytes)
+  }
+}
+
+impl SnapshotSource for Shared {
+  fn snapshot(&self) -> Snapshot {
+    let (workers, total_queue_bytes) = self.worker_metrics();
+    let total = self.totals.load();
+    let relays_per_second = self.relay_rate.lock().map_or(0.0, |r| r.per_second());
+    let (agent_forks, app_forks, reforks) = self.forks.load();
+    let usage = sys::process_usage();
+    Snapshot {
+      workers,
+      total,
+      total_queue_bytes,
+      relays_per_second,
+      agent_forks,
+      app_forks,
+      reforks,
+      master: MasterMetrics {
+        pid: self.master_pid,
+        rss_bytes: usage.rss_bytes,
+        cpu_user_seconds: usage.user_cpu_seconds,
+        cpu_system_seconds: usage.system_cpu_seconds,
+        uptime_seconds: self.started.elapsed().as_secs_f64(),
+      },
+    }
+  }
+}
 impl Shared {
   async fn forget(self: &Arc<Self>, w: &Arc<Worker>) {
     if let Ok(mut t) = self.table.write() {

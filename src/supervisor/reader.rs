@@ -14,6 +14,7 @@ use super::worker::{Worker, WorkerKind, WorkerState};
 use super::Shared;
 use crate::ipc::codec::{Frame, LineDecoder};
 use crate::ipc::message::{parse_line, parse_source, Envelope, Incoming, RawObject};
+use crate::metrics::DropReason;
 use crate::router::{Destination, Sender};
 use crate::sys;
 
@@ -95,6 +96,7 @@ impl Shared {
         match frame {
           Frame::Line(line) => self.handle_line(&w, line, &mut batch).await,
           Frame::TooBig { seen } => {
+            w.counters.dropped(DropReason::TooBig, 1);
             let max = self.config.max_line_bytes;
             self
               .error(
@@ -109,7 +111,7 @@ impl Shared {
           }
         }
       }
-      self.flush(&mut batch).await;
+      self.flush(Some(&w), &mut batch).await;
     }
     if w.live() {
       w.set_state(WorkerState::Disconnected);
@@ -126,6 +128,7 @@ impl Shared {
           .await;
       }
       Ok((text, Incoming::User(env))) => {
+        w.counters.read(line.len() + 1);
         if w.state() == WorkerState::Starting && w.kind == WorkerKind::Agent {
           w.set_state(WorkerState::Online);
           self.emit(Event::Online(w.tag())).await;
@@ -135,7 +138,7 @@ impl Shared {
           .await;
       }
       Ok((_, Incoming::Internal { cmd, object })) => {
-        self.flush(batch).await;
+        self.flush(Some(w), batch).await;
         self.handle_internal(w, &cmd, &object, line).await
       }
     }
@@ -145,7 +148,7 @@ impl Shared {
   /// the 1st, 2nd, 4th, 8th… one, so a worker writing garbage cannot flood
   /// the master's log (egg-scripts reads stderr output as a failed start).
   async fn bad_line(&self, w: &Arc<Worker>, what: String) {
-    let count = w.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
+    let count = w.counters.dropped(DropReason::BadLine, 1) + 1;
     if count.is_power_of_two() {
       let message = format!("{what}; dropped it ({count} malformed line(s) from it so far)");
       self.error(Some(w), "ERR_BAD_MESSAGE", message).await;
@@ -171,11 +174,12 @@ impl Shared {
         if let Some(inner) = object.get("msg") {
           match parse_line(inner.get().as_bytes()) {
             Ok(Incoming::User(env)) => {
+              w.counters.read(inner.get().len() + 1);
               let mut batch = Batch::default();
               self
                 .route_envelope(w.kind.sender(), Some(w), &env, inner.get(), &mut batch)
                 .await;
-              self.flush(&mut batch).await;
+              self.flush(Some(w), &mut batch).await;
             }
             Ok(Incoming::Internal { cmd, .. }) => {
               tracing::debug!(pid = w.pid, %cmd, "internal message inside a handle message ignored")
@@ -242,6 +246,7 @@ impl Shared {
     let route = self.route_of(from, env);
     match route.destination {
       Destination::Nowhere => {
+        self.no_target(w, 1);
         tracing::debug!(
           from = from.as_str(),
           to = route.to,
@@ -249,12 +254,12 @@ impl Shared {
         );
       }
       Destination::Master | Destination::Parent => {
-        self.flush(batch).await;
+        self.flush(w, batch).await;
         self.emit_message(message_event(from, w, env, route)).await;
       }
       destination => {
         if batch.destination != Some(destination) {
-          self.flush(batch).await;
+          self.flush(w, batch).await;
           batch.destination = Some(destination);
         }
         env.encode_spliced(
@@ -265,14 +270,23 @@ impl Shared {
         );
         batch.messages += 1;
         if batch.buf.len() >= BATCH_BYTES {
-          self.flush(batch).await;
+          self.flush(w, batch).await;
         }
       }
     }
   }
 
-  /// Hands a batch to the live workers of its destination, as one unit.
-  async fn flush(&self, batch: &mut Batch) {
+  /// Counts `messages` from `from` (None: the master) that named no live worker.
+  pub(super) fn no_target(&self, from: Option<&Arc<Worker>>, messages: u64) {
+    match from {
+      Some(w) => w.counters.dropped(DropReason::NoTarget, messages),
+      None => self.totals.dropped(DropReason::NoTarget, messages),
+    };
+  }
+
+  /// Hands a batch from `from` to the live workers of its destination, as
+  /// one unit.
+  async fn flush(&self, from: Option<&Arc<Worker>>, batch: &mut Batch) {
     let Some(destination) = batch.destination.take() else {
       return;
     };
@@ -281,8 +295,13 @@ impl Shared {
       return;
     }
     let lines = Bytes::from(std::mem::take(&mut batch.buf));
+    let targets = self.targets(destination);
+    if targets.is_empty() {
+      self.no_target(from, messages);
+      return;
+    }
     let unit = [Staged::Lines {
-      targets: self.targets(destination),
+      targets,
       lines,
       messages,
     }];

@@ -14,6 +14,7 @@ use super::worker::WorkerKind;
 use super::{Core, MasterWork};
 use crate::error::{CoreError, Result};
 use crate::ipc::message::{parse_line, Incoming};
+use crate::metrics::DropReason;
 use crate::router::{Destination, Sender};
 use crate::sys;
 
@@ -34,6 +35,7 @@ impl Core {
         return Ok(None);
       }
       Err(e) => {
+        self.shared.totals.dropped(DropReason::BadLine, 1);
         let message = format!("a message from {} is malformed: {e}", from.as_str());
         tracing::warn!("{message}");
         let error = Event::Error {
@@ -52,10 +54,13 @@ impl Core {
     let route = self.shared.route_of(from, &env);
     let to = route.to.filter(|&to| to != "?");
     match route.destination {
-      Destination::Nowhere | Destination::Master | Destination::Parent => return Ok(to),
+      Destination::Nowhere => self.shared.no_target(None, 1),
+      Destination::Master | Destination::Parent => {}
       destination => {
         let targets = self.shared.targets(destination);
-        if !targets.is_empty() {
+        if targets.is_empty() {
+          self.shared.no_target(None, 1);
+        } else {
           let mut lines = Vec::new();
           let source = std::str::from_utf8(&line).unwrap_or("");
           env.encode_spliced(source, &mut lines, from.as_str(), route.to.unwrap_or(""));
@@ -99,6 +104,10 @@ impl Core {
     let backlog = self.shared.master_backlog.fetch_add(size, Ordering::AcqRel) + size;
     if backlog > MASTER_BACKLOG_BYTES {
       self.shared.master_backlog.fetch_sub(size, Ordering::AcqRel);
+      self
+        .shared
+        .totals
+        .dropped(DropReason::MasterBacklog, item.deliveries());
       let message = format!(
         "the master's own sends are {backlog} bytes behind its workers' queues; dropped one of {size} bytes"
       );
@@ -138,9 +147,12 @@ impl Core {
   pub fn send_raw(&self, pid: u32, mut line: Vec<u8>) -> Result<Pushed> {
     let w = self.worker_by_pid(pid)?;
     if !w.live() {
+      w.counters.dropped(DropReason::TargetGone, 1);
       return Ok(Pushed::Closed);
     }
     if !w.outbox.admit_now(line.len() + 1) {
+      // the outbox counted it for the worker
+      self.shared.totals.dropped(DropReason::QueueFull, 1);
       return Ok(Pushed::Dropped);
     }
     line.push(b'\n');

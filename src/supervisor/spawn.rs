@@ -12,6 +12,7 @@ use super::outbox::{self, Outbox};
 use super::worker::{Worker, WorkerKind, WorkerState};
 use super::{Core, SpawnSpec};
 use crate::error::{CoreError, Result};
+use crate::metrics::Tally;
 use crate::sys;
 
 impl Core {
@@ -101,7 +102,10 @@ impl Core {
       kind: spec.kind,
       state: AtomicU8::new(WorkerState::Starting as u8),
       exited_after_disconnect: AtomicBool::new(false),
-      bad_lines: AtomicU64::new(0),
+      counters: Tally::new(self.shared.totals.clone()),
+      slot: spec.slot,
+      restarts: spec.restarts,
+      started: std::time::Instant::now(),
       seq: AtomicU64::new(0),
       exit: exit_rx,
       sock: sock.clone(),
@@ -110,6 +114,10 @@ impl Core {
     if let Ok(mut t) = self.shared.table.write() {
       t.workers.push(worker.clone());
     }
+    self
+      .shared
+      .forks
+      .forked(spec.kind == WorkerKind::Agent, spec.restarts);
     self.shared.emit_now(Event::Fork(worker.tag()));
 
     let replies = worker.outbox.handle_reply.clone();

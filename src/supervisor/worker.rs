@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::outbox::{Outbox, Pushed};
 use crate::listen::Peer;
+use crate::metrics::{Counts, DropReason, Tally};
 use crate::router::Sender;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +88,13 @@ pub struct Worker {
   pub(super) state: AtomicU8,
   pub(super) exited_after_disconnect: AtomicBool,
   pub(super) outbox: Outbox,
-  /// Malformed lines read from this worker.
-  pub(super) bad_lines: AtomicU64,
+  /// What it sent and was sent, and what was dropped (malformed lines
+  /// included; queue-full drops are the outbox's own count).
+  pub(super) counters: Tally,
+  /// egg's slot and how many times it was forked before (labels only).
+  pub slot: Option<u32>,
+  pub restarts: Option<u32>,
+  pub(super) started: std::time::Instant,
   pub(super) seq: AtomicU64,
   pub(super) exit: ExitWatch,
   pub(super) sock: Arc<AsyncFd<OwnedFd>>,
@@ -124,7 +130,14 @@ impl Worker {
   }
 
   pub fn bad_lines(&self) -> u64 {
-    self.bad_lines.load(Ordering::Relaxed)
+    self.counters.dropped_for(DropReason::BadLine)
+  }
+
+  /// Its counters now, queue-full drops included.
+  pub fn counts(&self) -> Counts {
+    let mut counts = self.counters.load();
+    counts.dropped[DropReason::QueueFull as usize] += self.dropped_messages();
+    counts
   }
 
   pub(super) fn live(&self) -> bool {

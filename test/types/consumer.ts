@@ -20,6 +20,9 @@ import {
   MasterOptions,
   ClusterHTTPSSecureOptions,
   ClusterStartMode,
+  ClusterMetrics,
+  WorkerMetrics,
+  MetricsAddress,
 } from '../..';
 import { WorkerPool, Messenger, WorkerMessenger } from '../../core';
 
@@ -59,6 +62,19 @@ pool.on('exit', (w: PoolWorker, code: number | null, signal: string | null) => [
 pool.on('message', (msg: MessageEnvelope, from: PoolWorker | string) => msg.action);
 pool.on('parent', (msg: MessageEnvelope) => msg.data);
 pool.on('error', (err: PoolError) => [ err.code, err.pid, err.id, err.message ]);
+const figures: ClusterMetrics | null = pool.metrics();
+if (figures) {
+  const w: WorkerMetrics = figures.workers[0];
+  const labels: [number, 'agent' | 'app', number | undefined, number | undefined, number] = [ w.pid, w.kind, w.slot, w.restarts, w.uptime ];
+  const flows: number[] = [ w.messagesIn, w.bytesIn, w.messagesOut, w.bytesOut, w.dropped.queueFull, w.dropped.targetGone, w.badLines, w.queueBytes ];
+  const totals: number[] = [ figures.total.relaysPerSecond, figures.total.reforks, figures.total.dropped.masterBacklog, figures.master.rss, figures.master.cpuUser ];
+  // @ts-expect-error a count is a number
+  const wrong: string = w.messagesIn;
+}
+const address: MetricsAddress | null = pool.metricsAddress();
+new WorkerPool({ metrics: { port: 0, host: '127.0.0.1' } }).close();
+// @ts-expect-error the port is a number
+new WorkerPool({ metrics: { port: '9464' } });
 pool.close();
 
 // @ts-expect-error exec is required
@@ -107,6 +123,7 @@ const options: ClusterOptions = {
   require: [ 'a' ],
   sticky: false,
   schedulingPolicy: 'none',
+  metrics: { port: 9464 },
 };
 const started: Promise<void> = startCluster(options);
 startCluster(options, (err?: Error) => {
@@ -128,6 +145,8 @@ const closed: Promise<void> = master.close();
 const isProduction: boolean = master.isProduction;
 const mm: Messenger = master.messenger;
 const emitter: EventEmitter = master;
+const masterFigures: ClusterMetrics | null = master.metrics();
+const masterMetricsAt: MetricsAddress | null = master.metricsAddress();
 const reloaded: Promise<ReloadResult> = master.reload({ agent: true, startTimeout: 60000 });
 reloaded.then(r => r.slots.map(slot => slot.newPid - slot.oldPid + slot.ms), (err: ReloadError) => err.code);
 // @ts-expect-error agent is a boolean
@@ -138,4 +157,4 @@ new Master({ workers: { n: 2 } });
 // @ts-expect-error a start mode is 'process' or 'worker_threads'
 startCluster({ startMode: 'threads' });
 
-export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter, reloaded, started, masterOptions, tls, mode, agentErrorFields, alive };
+export { policy, ids, chosen, queued, signalled, done, fields, same, hasParent, masterEmitter, pid, opids, ready, closed, isProduction, mm, emitter, reloaded, started, masterOptions, tls, mode, agentErrorFields, alive, address, masterFigures, masterMetricsAt };
