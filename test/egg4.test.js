@@ -98,7 +98,7 @@ describe('test/egg4.test.js', function() {
 
     it('sendToAgent from an app worker, and the agent answers that worker alone with sendTo', async () => {
       const [ asker, other ] = pids;
-      await getFrom(port, asker, '/ping');
+      await getFrom(port, asker, `/ping?from=${asker}`);
       let got = [];
       for (let i = 0; i < 50 && !got.some(m => m.action === 'pong'); i++) got = await received(port, asker);
       assert(got.some(m => m.action === 'pong'), JSON.stringify(got));
@@ -123,7 +123,7 @@ describe('test/egg4.test.js', function() {
 
     it('sendTo between app workers, addressed with egg 4\'s receiverWorkerId', async () => {
       const [ from, to ] = pids;
-      await getFrom(port, from, `/to-app?pid=${to}`);
+      await getFrom(port, from, `/to-app?pid=${to}&from=${from}`);
       let got = [];
       for (let i = 0; i < 50 && !got.some(m => m.action === 'app-to-app'); i++) got = await received(port, to);
       assert.deepStrictEqual(got.filter(m => m.action === 'app-to-app').map(m => m.data), [{ from }]);
