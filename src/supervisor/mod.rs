@@ -6,11 +6,13 @@
 //!
 //! This file holds the `Core` (the runtime, its I/O thread, the calls the
 //! binding makes) and the state its tasks share. The rest, one concern a
-//! file: `worker` (a worker and the table of them), `spawn` (fork and the
-//! three tasks per child), `reader` (a channel's lines: protocol and relay),
-//! `sends` (the master's own sends, per tick), `delivery` (units and the
-//! relay gate), `outbox` (a worker's bounded queue and writer), `event`
-//! (what JavaScript hears and its byte budget), `terminate`, `trim`.
+//! file: `config` (settings and what to spawn), `worker` (a worker and the
+//! table of them), `spawn` (fork and the three tasks per child), `reader` (a
+//! channel's lines: protocol and relay), `routing` (who a message goes to,
+//! over the table), `sends` (the master's own sends, per tick), `delivery`
+//! (units and the relay gate), `outbox` (a worker's bounded queue and
+//! writer), `event` (what JavaScript hears and its byte budget), `figures`
+//! (the metrics snapshot), `terminate`, `trim`.
 //!
 //! Ownership: children are spawned from the caller's thread (the Node main
 //! thread, which lives as long as the master, so `PR_SET_PDEATHSIG` holds);
@@ -18,16 +20,20 @@
 //! waiter. Must never: block the caller's thread beyond fork/exec, panic on
 //! worker data, or buffer without bound.
 
+mod config;
 mod delivery;
 mod event;
+mod figures;
 mod outbox;
 mod reader;
+mod routing;
 mod sends;
 mod spawn;
 mod terminate;
 mod trim;
 mod worker;
 
+pub use config::{Config, MetricsListen, SpawnSpec};
 pub use event::{Event, EventBudget};
 pub use outbox::Pushed;
 pub use terminate::terminate_tree;
@@ -41,83 +47,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
-use crate::ipc::message::{Envelope, ReceiverPid};
-use crate::listen::{Listeners, LiveApps, Policy};
-use crate::metrics::{
-  Counters, Forks, MasterMetrics, RateRing, Snapshot, SnapshotSource, WorkerMetrics,
-};
-use crate::router::{self, Destination, Sender};
+use crate::listen::Listeners;
+use crate::metrics::{Counters, Forks, RateRing, Snapshot, SnapshotSource};
 use crate::sys::{self, SockName};
 use delivery::{tick_pause, RelayGate, Staged};
+use figures::sample_relays;
 use trim::trim_after_bursts;
 use worker::Table;
-
-/// Settings of a core; every field has a default.
-#[derive(Debug, Clone)]
-pub struct Config {
-  /// Longest line accepted from a worker.
-  pub max_line_bytes: usize,
-  /// Bytes that may wait in one worker's outbound queue.
-  pub queue_bytes: usize,
-  /// How long a sender waits for room in a full queue before the message is
-  /// dropped (and counted).
-  pub stall_timeout: Duration,
-  /// Signal a child gets the instant the master dies (0: none).
-  pub death_signal: i32,
-  /// How long the orphan watchdog lets workers of a dead master leave on
-  /// their own before it SIGKILLs them (None: no watchdog).
-  pub orphan_grace: Option<Duration>,
-  pub policy: Policy,
-  /// egg 4's rule for who a message names: `receiverWorkerId` before
-  /// `receiverPid` (egg 3: the other way round).
-  pub receiver_worker_id_first: bool,
-  /// Where to serve `/metrics` (None: not served).
-  pub metrics: Option<MetricsListen>,
-}
-
-/// The address of the `/metrics` endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsListen {
-  /// An IP address (validated by whoever builds the config).
-  pub host: String,
-  /// 0: any free port.
-  pub port: u16,
-}
-
-impl Default for Config {
-  fn default() -> Self {
-    Config {
-      max_line_bytes: 64 << 20,
-      queue_bytes: 2 << 20,
-      stall_timeout: Duration::from_secs(10),
-      death_signal: 0,
-      orphan_grace: Some(Duration::from_millis(300)),
-      policy: Policy::RoundRobin,
-      receiver_worker_id_first: false,
-      metrics: None,
-    }
-  }
-}
-
-/// What to start.
-#[derive(Debug, Clone)]
-pub struct SpawnSpec {
-  pub kind: WorkerKind,
-  /// The program (`process.execPath`).
-  pub exec: String,
-  /// Arguments after the program: execArgv, the script, its args.
-  pub args: Vec<String>,
-  /// The complete environment of the child.
-  pub env: Vec<(String, String)>,
-  pub cwd: Option<String>,
-  /// Also give the child a pipe on fd 4 for one early answer, read back
-  /// with `Core::read_startup` (the agent reports on its framework there).
-  pub startup_pipe: bool,
-  /// egg's slot of an app worker (`CFORK_WORKER_INDEX`), a metrics label.
-  pub slot: Option<u32>,
-  /// How many times that slot was forked before; > 0 counts as a refork.
-  pub restarts: Option<u32>,
-}
 
 pub(crate) struct Shared {
   pub config: Config,
@@ -410,146 +346,3 @@ const STARTUP_ANSWER_MAX: usize = 1 << 20;
 
 /// The relay rate is over this much time.
 const RELAY_RATE_WINDOW: Duration = Duration::from_secs(10);
-
-/// Once a second, the total of messages queued for workers goes into the
-/// relay-rate ring: the relay path itself only adds to counters. Ends when
-/// the core is gone.
-async fn sample_relays(shared: std::sync::Weak<Shared>) {
-  let mut every = tokio::time::interval(Duration::from_secs(1));
-  every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-  loop {
-    every.tick().await;
-    let Some(shared) = shared.upgrade() else {
-      return;
-    };
-    let total = shared.totals.load().messages_out;
-    if let Ok(mut ring) = shared.relay_rate.lock() {
-      ring.record(std::time::Instant::now(), total);
-    };
-  }
-}
-
-impl Shared {
-  /// The workers in the table now and their queued bytes in all.
-  fn worker_metrics(&self) -> (Vec<WorkerMetrics>, u64) {
-    let mut workers = Vec::new();
-    let mut queue_bytes = 0u64;
-    if let Ok(t) = self.table.read() {
-      for w in &t.workers {
-        let counts = w.counts();
-        let queued = w.queued_bytes() as u64;
-        queue_bytes += queued;
-        workers.push(WorkerMetrics {
-          id: w.id,
-          pid: w.pid,
-          kind: w.kind.as_str(),
-          slot: w.slot,
-          state: w.state().as_str(),
-          uptime_seconds: w.started.elapsed().as_secs_f64(),
-          restarts: w.restarts,
-          counts,
-          queue_bytes: queued,
-        });
-      }
-    }
-    (workers, queue_bytes)
-  }
-}
-
-impl SnapshotSource for Shared {
-  fn snapshot(&self) -> Snapshot {
-    let (workers, total_queue_bytes) = self.worker_metrics();
-    let total = self.totals.load();
-    let relays_per_second = self.relay_rate.lock().map_or(0.0, |r| r.per_second());
-    let (agent_forks, app_forks, reforks) = self.forks.load();
-    let usage = sys::process_usage();
-    Snapshot {
-      workers,
-      total,
-      total_queue_bytes,
-      relays_per_second,
-      agent_forks,
-      app_forks,
-      reforks,
-      master: MasterMetrics {
-        pid: self.master_pid,
-        rss_bytes: usage.rss_bytes,
-        cpu_user_seconds: usage.user_cpu_seconds,
-        cpu_system_seconds: usage.system_cpu_seconds,
-        uptime_seconds: self.started.elapsed().as_secs_f64(),
-      },
-    }
-  }
-}
-impl Shared {
-  async fn forget(self: &Arc<Self>, w: &Arc<Worker>) {
-    if let Ok(mut t) = self.table.write() {
-      t.workers.retain(|x| !Arc::ptr_eq(x, w));
-    }
-    self.listeners.remove_worker(w);
-  }
-
-  fn live_workers(&self, kind: WorkerKind) -> Vec<Arc<Worker>> {
-    self
-      .table
-      .read()
-      .map(|t| {
-        t.workers
-          .iter()
-          .filter(|w| w.kind == kind && w.live())
-          .cloned()
-          .collect()
-      })
-      .unwrap_or_default()
-  }
-
-  /// egg's routing decision for an envelope sent by `from`.
-  fn route_of(&self, from: Sender, env: &Envelope<'_>) -> router::Route<'static> {
-    let receiver = env.receiver(self.config.receiver_worker_id_first);
-    // the agent's pid only matters when a receiverPid names someone
-    let agent_pid = match receiver {
-      Some(ReceiverPid::Pid(_)) => self
-        .table
-        .read()
-        .ok()
-        .and_then(|t| t.agent().map(|a| a.pid)),
-      _ => None,
-    };
-    let to = env.to();
-    let route = router::route(from, to.as_deref(), receiver, self.master_pid, agent_pid);
-    // Only egg's names are ever written into a delivered envelope.
-    router::Route {
-      to: route
-        .to
-        .map(|t| Sender::parse(t).map_or("?", Sender::as_str)),
-      destination: route.destination,
-    }
-  }
-
-  /// The live workers a destination names now.
-  fn targets(&self, destination: Destination) -> Vec<Arc<Worker>> {
-    match destination {
-      Destination::Agent => self
-        .live_workers(WorkerKind::Agent)
-        .pop()
-        .into_iter()
-        .collect(),
-      Destination::Apps => self.live_workers(WorkerKind::App),
-      Destination::AppPid(pid) => self
-        .live_workers(WorkerKind::App)
-        .into_iter()
-        .filter(|t| t.pid == pid)
-        .collect(),
-      Destination::Master | Destination::Parent | Destination::Nowhere => Vec::new(),
-    }
-  }
-}
-
-/// Sticky sessions hand connections to the live app workers of the table.
-impl LiveApps for Shared {
-  type Peer = Worker;
-
-  fn live_apps(&self) -> Vec<Arc<Worker>> {
-    self.live_workers(WorkerKind::App)
-  }
-}
