@@ -115,18 +115,29 @@ impl Outbox {
       .clamp(1, self.capacity)
   }
 
+  /// False while the queue is stalled (a push found no room within the stall
+  /// timeout) and not yet half drained: then every send drops at once. Once
+  /// the worker has read half of it, the stall is over for every sender.
+  fn past_stall(&self) -> bool {
+    if !self.stalled.load(Ordering::Acquire) {
+      return true;
+    }
+    if self.budget.available_permits() < (self.capacity / 2) as usize {
+      return false;
+    }
+    self.stalled.store(false, Ordering::Release);
+    true
+  }
+
   /// Queues a line, waiting up to the stall timeout for room.
   pub async fn push(&self, line: Bytes, fd: Option<OwnedFd>) -> Pushed {
     if self.tx.is_closed() {
       return Pushed::Closed;
     }
     let n = self.permits_for(line.len());
-    if self.stalled.load(Ordering::Acquire) {
-      if self.budget.available_permits() < (self.capacity / 2) as usize {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        return Pushed::Dropped;
-      }
-      self.stalled.store(false, Ordering::Release);
+    if !self.past_stall() {
+      self.dropped.fetch_add(1, Ordering::Relaxed);
+      return Pushed::Dropped;
     }
     let permit = match self.budget.clone().try_acquire_many_owned(n) {
       Ok(p) => p,
@@ -148,8 +159,8 @@ impl Outbox {
   /// Whether a line of `len` bytes fits now; when it does not, the miss is
   /// counted as a drop (for callers that must answer at once).
   pub fn admit_now(&self, len: usize) -> bool {
-    let fits = !self.stalled.load(Ordering::Acquire)
-      && self.budget.available_permits() >= self.permits_for(len) as usize;
+    let fits =
+      self.past_stall() && self.budget.available_permits() >= self.permits_for(len) as usize;
     if !fits {
       self.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -457,6 +468,26 @@ mod tests {
       .await
       .unwrap();
     assert!(reader.join().unwrap(), "every byte arrived, in order");
+  }
+
+  #[tokio::test]
+  async fn the_masters_immediate_sends_recover_from_a_stall_as_relayed_ones_do() {
+    let (outbox, mut rx) = Outbox::new(100, Duration::from_millis(20));
+    assert_eq!(
+      outbox.push(Bytes::from(vec![b'x'; 100]), None).await,
+      Pushed::Queued
+    );
+    assert_eq!(
+      outbox.push(Bytes::from_static(b"y"), None).await,
+      Pushed::Dropped
+    );
+    // stalled and full: refused at once, and counted
+    assert!(!outbox.admit_now(1));
+    assert_eq!(outbox.dropped.load(Ordering::Relaxed), 2);
+    // the worker reads its queue: the next immediate send goes through
+    drop(rx.rx.recv().await);
+    assert!(outbox.admit_now(1));
+    assert_eq!(outbox.dropped.load(Ordering::Relaxed), 2);
   }
 
   #[tokio::test]
