@@ -150,6 +150,42 @@ describe('test/rolling_reload.test.js', function() {
     assert(load.failures.length <= 8 * 4, `${load.failures.length} failures`);
   });
 
+  // the other ways an app port is shared: one socket for all (`none`), the master accepting and
+  // handing each client to its worker (sticky), a socket per worker (`reuseport`)
+  for (const [ label, options, port ] of [
+    [ 'schedulingPolicy none', { schedulingPolicy: 'none' }, 17926 ],
+    [ 'sticky', { sticky: true }, 17927 ],
+    [ 'schedulingPolicy reuseport', { schedulingPolicy: 'reuseport' }, 17928 ],
+    // the same app under egg 4 (egg@4 with this repository as its cluster package)
+    [ 'egg 4', { framework: getFilepath('egg4') }, 17929 ],
+  ]) {
+    it(`replaces every app worker under load with ${label}`, async () => {
+      master = await startMaster(port, options);
+      const before = await master.pids();
+      const load = loadUntilStopped(port, { concurrency: 8, agent: false, paths: [ '/', '/slow' ] });
+      await waitFor(() => load.served.length >= 50);
+      const reloaded = await master.reload();
+      const doneAt = Date.now();
+      await waitFor(() => load.served.filter(s => s.at > doneAt).length >= 50);
+      await load.stop();
+      assert(!reloaded.error, `reload failed: ${JSON.stringify(reloaded.error)}`);
+      console.log('    %s: %d requests, %d failed (%j), reload %dms', label,
+        load.served.length + load.failures.length, load.failures.length,
+        load.failures.map(f => f.code), reloaded.result.ms);
+      const after = await master.pids();
+      assert.strictEqual(reloaded.result.slots.length, 4);
+      for (const pid of before.apps) assert(!after.apps.includes(pid));
+      for (const s of load.served.filter(r => r.at > doneAt + 1000)) assert(after.apps.includes(s.pid));
+      if (options.schedulingPolicy === 'reuseport') {
+        // each worker has its own SO_REUSEPORT socket: connections still in the old socket's
+        // accept queue when it closes are reset by the kernel (unless net.ipv4.tcp_migrate_req)
+        assert(load.failures.every(f => f.code === 'ECONNRESET'), JSON.stringify(load.failures));
+      } else {
+        assert.deepStrictEqual(load.failures, []);
+      }
+    });
+  }
+
   it('aborts when a successor throws at start, and the old workers keep serving', async () => {
     const flag = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'egg-cluster-rs-reload-')), 'fail');
     master = await startMaster(17923, { env: { RELOAD_FAIL_FLAG: flag } });
