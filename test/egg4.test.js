@@ -126,7 +126,7 @@ describe('test/egg4.test.js', function() {
       await getFrom(port, from, `/to-app?pid=${to}`);
       let got = [];
       for (let i = 0; i < 50 && !got.some(m => m.action === 'app-to-app'); i++) got = await received(port, to);
-      assert.deepStrictEqual(got.filter(m => m.action === 'app-to-app').map(m => m.data), [ { from } ]);
+      assert.deepStrictEqual(got.filter(m => m.action === 'app-to-app').map(m => m.data), [{ from }]);
       assert(!(await received(port, from)).some(m => m.action === 'app-to-app'));
     });
   });
