@@ -148,6 +148,22 @@ describe('test/worker_threads.test.js', function() {
         }
       });
 
+      it('starts a new agent thread 1s after the agent exits, and the app threads reach it', async () => {
+        const before = app.stdout.length;
+        await get(port1, '/exit-agent');
+        await waitFor(() => /\[master\] agent_worker#2:\d+ started \(\d+ms\)/.test(app.stdout.slice(before)), 30000);
+        const out = app.stdout.slice(before);
+        assert.match(app.stderr, /AgentWorkerDiedError: \[master\] agent_worker#1:\d+ died \(code: 1, signal: undefined\)/);
+        assert.match(out, /\[master\] new agent_worker starting\.\.\./);
+        const newAgent = Number(/\[master\] agent_worker#2:(\d+) start with worker_threads/.exec(out)[1]);
+        // the new agent answers the app thread that pings it
+        await get(port2, '/ping');
+        const body = await waitReceived(port2, b => b.received.some(m => m.action === 'pong'));
+        assert.strictEqual(body.received.find(m => m.action === 'pong').data.agentThreadId, newAgent);
+        // every app thread was told the new agent's id (egg-pids on agent-start, both generations)
+        assert.deepStrictEqual(body.agentIds.map(Number), [ newAgent ]);
+      });
+
       it('forks an app thread that exits again after 1s, on the same port', async () => {
         const before = app.stdout.length;
         await get(port1, '/exit');
@@ -170,7 +186,8 @@ describe('test/worker_threads.test.js', function() {
         assert.strictEqual(app.process.exitCode, 0);
         const out = app.stdout;
         assert.strictEqual(out.match(/\[master\] kill app worker#undefined \(worker_threads\) by worker\.terminate\(\)/g).length, 2);
-        assert.match(out, /\[master\] kill agent worker#1 \(worker_threads\) by worker\.terminate\(\)/);
+        // the second agent: the first exited in an earlier test
+        assert.match(out, /\[master\] kill agent worker#2 \(worker_threads\) by worker\.terminate\(\)/);
         assert.match(out, /\[master\] close done, exiting with code:0/);
         assert.match(out, /\[master\] exit with code:0/);
       });
