@@ -20,7 +20,7 @@ export interface HttpsOptions {
 }
 /** @eggjs/cluster's name for {@link HttpsOptions}. */
 export type ClusterHTTPSSecureOptions = HttpsOptions;
-/** 'worker_threads' is refused at run time by this version (StartModeNotSupportedError). */
+/** 'worker_threads': the agent and one app worker per `ports` entry run as threads of the master. */
 export type ClusterStartMode = 'process' | 'worker_threads';
 
 export interface ClusterOptions {
@@ -41,8 +41,10 @@ export interface ClusterOptions {
   env?: string;
   sticky?: boolean;
   debugPort?: number;
-  /** Only 'process' is supported. */
+  /** 'process' (default) or 'worker_threads' (no sticky, no reload). */
   startMode?: ClusterStartMode;
+  /** worker_threads mode: one app thread per port (default `[port]`). */
+  ports?: number[];
   /** How listen sockets are shared with app workers (egg-cluster-rs; default 'rr'). */
   schedulingPolicy?: SchedulingPolicy;
   /** The core's bounds (egg-cluster-rs): see WorkerPoolOptions. */

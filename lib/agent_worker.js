@@ -7,7 +7,8 @@
  * It boots the framework's Agent and tells the master `agent-start` once it is ready.
  * It exits on SIGTERM (code 0, after agent.close()), when the master goes away (disconnect,
  * code 110), or with code 1 when the Agent fails to start. What differs between egg 3 and
- * egg 4 is asked of lib/dialect.js.
+ * egg 4 is asked of lib/dialect.js. With `startMode: 'worker_threads'` it runs as a thread of the
+ * master instead (lib/master/threads.js), and leaves with `process.exit()` (lib/worker_link.js).
  */
 
 const options = JSON.parse(process.argv[2]);
@@ -21,8 +22,8 @@ if (dialect.generation === 3) for (const mod of options.require || []) require(m
 
 const debug = require('util').debuglog(dialect.debugSection('agent_worker'));
 const { EggConsoleLogger } = require('egg-logger');
-const { graceful } = require('graceful-process');
 const { loadModule } = require('./load_module');
+const link = require('./worker_link');
 
 // Tells the master, through the startup pipe, what the framework exports (or how it failed to
 // load); on a bad answer the master throws and kills this process, so leave quietly instead of
@@ -81,12 +82,11 @@ function boot({ Agent }) {
     throw err;
   }
 
-  // SIGTERM runs graceful-process's exit path (agent.close()) with exit code 1
+  // SIGTERM runs graceful-process's exit path (agent.close()) with exit code 1; a thread exits
   function exitOnStartError(err) {
     consoleLogger.error(err);
     consoleLogger.error('[agent_worker] start error, exiting with code:1');
-    process.exitCode = 1;
-    process.kill(process.pid);
+    link.exitSelf();
   }
 
   agent.once('error', exitOnStartError);
@@ -95,11 +95,11 @@ function boot({ Agent }) {
     if (err) return;
     agent.removeListener('error', exitOnStartError);
     const message = { action: 'agent-start', to: 'master' };
-    if (dialect.senderWorkerId) message.senderWorkerId = String(process.pid);
-    process.send(message);
+    if (dialect.senderWorkerId) message.senderWorkerId = String(link.workerId);
+    link.send(message);
   });
 
-  graceful({
+  link.gracefulExit({
     logger: consoleLogger,
     label: 'agent_worker',
     beforeExit: () => agent.close(),

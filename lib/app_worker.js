@@ -10,6 +10,8 @@
  * It exits on SIGTERM (code 0, after app.close()), or with code 1 when the app fails to
  * start, times out starting, or its server fails to listen. Taken out of the cluster by the
  * master (a reload), it finishes the requests in progress before it closes.
+ * With `startMode: 'worker_threads'` it runs as a thread of the master instead, on its own port
+ * (lib/master/threads.js); lib/worker_link.js hides the difference.
  */
 
 const options = JSON.parse(process.argv[2]);
@@ -22,8 +24,8 @@ const fs = require('fs');
 const cluster = require('cluster');
 const debug = require('util').debuglog(dialect.debugSection('app_worker'));
 const { EggConsoleLogger } = require('egg-logger');
-const { graceful } = require('graceful-process');
 const { loadModule } = require('./load_module');
+const link = require('./worker_link');
 
 // SO_REUSEPORT load balancing exists on these platforms only
 const REUSE_PORT_PLATFORMS = [ 'linux', 'freebsd', 'sunos', 'aix' ];
@@ -40,11 +42,11 @@ let protocol;
 let reusePort;
 const debugPort = options.debugPort;
 
-// the master's own messages from this worker carry its pid as senderWorkerId in egg 4
+// the master's own messages from this worker carry its id (pid, or thread id) as senderWorkerId in egg 4
 function sendToMaster(action, data) {
   const message = { to: 'master', action, data };
-  if (dialect.senderWorkerId) message.senderWorkerId = String(process.pid);
-  process.send(message);
+  if (dialect.senderWorkerId) message.senderWorkerId = String(link.workerId);
+  link.send(message);
 }
 
 function readClusterConfig() {
@@ -63,10 +65,9 @@ function readClusterConfig() {
   sendToMaster('realport', { port, protocol });
 }
 
-// SIGTERM runs graceful-process's exit path (app.close()) with exit code 1
+// SIGTERM runs graceful-process's exit path (app.close()) with exit code 1; a thread exits
 function exitProcess() {
-  process.exitCode = 1;
-  process.kill(process.pid);
+  link.exitSelf();
 }
 
 function onStartTimeout() {
@@ -97,7 +98,7 @@ function boot({ Application }) {
     startServer();
   });
 
-  graceful({
+  link.gracefulExit({
     logger: consoleLogger,
     label: 'app_worker',
     beforeExit: () => drained().then(() => app.close()),
@@ -236,7 +237,7 @@ function startServer() {
 
   server.once('listening', () => {
     const address = server.address() || { port };
-    if (reusePort) {
+    if (reusePort && !link.inThread) {
       // a reusePort server bypasses the cluster protocol: the master hears of it from us
       cluster.worker.send({ to: 'master', action: 'reuse-port-listening', data: address, reusePort });
       return;
@@ -247,10 +248,10 @@ function startServer() {
       // after Node's own cluster 'listening' message, which its listener (added when the reply
       // to queryServer came, after this one) sends in this same emit: the master's core marks
       // the worker listening first, and sticky mode counts on it
-      process.nextTick(() => sendToMaster('app-start', { address: data, workerId: process.pid }));
+      process.nextTick(() => sendToMaster('app-start', { address: data, workerId: link.workerId }));
       return;
     }
-    process.send({ to: 'master', action: 'listening', data: address, reusePort });
+    link.send({ to: 'master', action: 'listening', data: address, reusePort });
   });
 }
 

@@ -14,6 +14,7 @@
 
 const fs = require('fs');
 const path = require('path');
+const { ClusterAgentWorkerError } = require('./errors');
 
 const ROOT = path.join(__dirname, '..');
 
@@ -67,6 +68,10 @@ const EGG3 = {
   pidFileWord: 'pidfile',
   // egg-cluster prints cluster.Worker#exitCode in the death line, a property Node never sets
   deathCode: () => undefined,
+  // worker_threads mode: its thread wrapper prints worker_threads.Worker#exitCode, never set either
+  threadDeathCode: () => undefined,
+  // worker_threads mode: what the master logs on an agent thread's 'error' (the error renamed)
+  agentThreadError: (err, agent) => Object.assign(err, { name: 'AgentWorkerError', id: agent.id, pid: agent.pid }),
   // the worker tells the master `realport` as soon as the Application exists
   realportAfterReady: false,
   // the master counts a worker started at cluster 'listening'; egg 4's worker sends app-start itself
@@ -100,6 +105,9 @@ const EGG4 = {
   reloadLine: workers => `[master] reload ${workers} workers...`,
   pidFileWord: 'pidFile',
   deathCode: code => code,
+  // its thread wrapper's exitCode answers 0, whatever the thread's code
+  threadDeathCode: () => 0,
+  agentThreadError: (err, agent) => new ClusterAgentWorkerError(agent.id, agent.pid, agent.status, err),
   realportAfterReady: true,
   workerSendsAppStart: true,
   receiverWorkerIdFirst: true,

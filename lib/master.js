@@ -17,7 +17,7 @@ const fs = require('fs');
 const path = require('path');
 const EventEmitter = require('events');
 const { ConsoleLogger, logDate } = require('./console_logger');
-const { readJSON } = require('./framework');
+const { readJSON, assertFramework } = require('./framework');
 
 const parseOptions = require('./options');
 const { WorkerPool } = require('./pool');
@@ -31,6 +31,8 @@ const { AppWorkerLifecycle, getAddress } = require('./master/app_workers');
 const { AppWorkerDeaths } = require('./master/app_deaths');
 const { DevReload } = require('./master/dev_reload');
 const { RollingReload } = require('./master/rolling_reload');
+const { useThreads } = require('./master/threads');
+const { ThreadTable } = require('./thread_table');
 const { masterDialect } = require('./dialect');
 
 class Master extends EventEmitter {
@@ -82,8 +84,21 @@ class Master extends EventEmitter {
 
     this.rollingReload = new RollingReload(this);
     this.readyState = new ReadyState();
-    this.pool = new WorkerPool(poolOptions(this.options, this.dialect));
-    const early = this.startAgentEarly();
+    // worker_threads mode: the workers are threads of this process (lib/master/threads.js)
+    this.threadMode = this.options.startMode === 'worker_threads';
+    if (this.threadMode) {
+      // no agent process checks the framework here: the master does, before any thread starts
+      assertFramework(this.options.framework);
+      this.pool = null;
+      this.threads = new ThreadTable({
+        receiverWorkerIdFirst: this.dialect.receiverWorkerIdFirst,
+        onError: err => this.logger.error(err),
+      });
+      useThreads(this);
+    } else {
+      this.pool = new WorkerPool(poolOptions(this.options, this.dialect));
+    }
+    const early = this.threadMode ? null : this.startAgentEarly();
     try {
       this.init(early);
     } catch (err) {
@@ -93,8 +108,8 @@ class Master extends EventEmitter {
   }
 
   init(early) {
-    this.messenger = new Messenger(this, this.pool);
-    this.listenPool();
+    this.messenger = new Messenger(this, this.pool || this.threads);
+    if (this.pool) this.listenPool();
 
     const frameworkPkg = readJSON(path.join(this.options.framework, 'package.json'));
     this.frameworkName = frameworkPkg.name;

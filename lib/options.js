@@ -14,10 +14,11 @@ const { defaultWorkerCount } = require('./worker_count');
 
 const DEBUG_ARGV = [ '--debug', '--inspect' ];
 
-class StartModeNotSupportedError extends Error {
+// what worker_threads mode cannot do: the master hands sticky connections to processes
+class StartModeOptionError extends Error {
   constructor(message) {
     super(message);
-    this.name = 'StartModeNotSupportedError';
+    this.name = 'StartModeOptionError';
   }
 }
 
@@ -47,9 +48,16 @@ function parseOptions(input, internal = {}) {
     if (input[key] !== null && input[key] !== undefined) options[key] = input[key];
   }
 
+  // 'worker_threads' runs the agent and app workers as threads (lib/master/threads.js); any other
+  // value is process mode, as egg-cluster's
   if (options.startMode === 'worker_threads') {
-    throw new StartModeNotSupportedError('[master] startMode "worker_threads" is not supported by egg-cluster-rs, ' +
-      'app and agent workers always run as processes; remove `startMode` or set it to "process"');
+    if (options.sticky) {
+      throw new StartModeOptionError('[master] sticky mode is not available with startMode "worker_threads" ' +
+        '(each app thread listens on its own port, see `ports`); remove `sticky` or use startMode "process"');
+    }
+    if (!Array.isArray(options.ports)) {
+      throw new StartModeOptionError(`[master] options.ports should be an array of ports, got ${JSON.stringify(options.ports)}`);
+    }
   }
 
   if (!options.workers) {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::CoreError;
+use crate::ipc::message::{parse_line, Incoming};
 use crate::listen::Policy;
 use crate::metrics::{Counts, DropReason, Snapshot, WorkerMetrics};
-use crate::router::Sender;
+use crate::router::{self, Destination, Sender};
 use crate::supervisor::{Config, Core, Event, MetricsListen, SpawnSpec, WorkerKind, WorkerTag};
 use crate::sys;
 
@@ -31,6 +32,70 @@ pub fn free_port() -> Result<u32, String> {
   crate::sys::free_port()
     .map(u32::from)
     .map_err(|e| to_napi(CoreError::io("finding a free port", e)))
+}
+
+/// egg's routing decision for one envelope, without a core: what a
+/// worker_threads master (lib/thread_table.js) asks before it posts a
+/// message to its threads, so that the core's router stays the only one.
+#[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
+pub struct RouteDecision {
+  /// The `to` egg writes into the envelope (`'master'`, `'parent'`,
+  /// `'agent'`, `'app'`), or null when it names nobody egg knows.
+  pub to: Option<String>,
+  /// `'master'`, `'parent'`, `'agent'`, `'apps'` (every live app worker),
+  /// `'app'` (only the one `receiver` names) or `'nowhere'`.
+  pub destination: String,
+  /// The app worker's id when `destination` is `'app'`.
+  pub receiver: Option<u32>,
+}
+
+/// Routes the envelope `json` (its `to`, `receiverPid`, `receiverWorkerId`
+/// are read; `data` may be left out) sent by `from` (`'master'`, `'parent'`,
+/// `'agent'`, `'app'`) with egg's rules, where `masterId` and `agentId` are
+/// the ids a receiver may name (pids, or thread ids in worker_threads mode).
+/// `receiverWorkerIdFirst`: egg 4's `receiverWorkerId ?? receiverPid`.
+#[napi(catch_unwind)]
+#[cfg_attr(test, allow(dead_code))]
+pub fn route_decision(
+  from: String,
+  json: String,
+  master_id: u32,
+  agent_id: Option<u32>,
+  receiver_worker_id_first: Option<bool>,
+) -> Result<RouteDecision, String> {
+  let sender = Sender::parse(&from).ok_or_else(|| {
+    invalid(format!(
+      "from must be 'master', 'parent', 'agent' or 'app', got {from:?}"
+    ))
+  })?;
+  let nowhere = || RouteDecision {
+    to: None,
+    destination: "nowhere".to_owned(),
+    receiver: None,
+  };
+  let env = match parse_line(json.as_bytes()) {
+    Ok(Incoming::User(env)) => env,
+    // Node's internal messages are never egg's to route
+    Ok(Incoming::Internal { .. }) => return Ok(nowhere()),
+    Err(e) => return Err(invalid(format!("the envelope is malformed: {e}"))),
+  };
+  let receiver = env.receiver(receiver_worker_id_first.unwrap_or(false));
+  let to = env.to();
+  let route = router::route(sender, to.as_deref(), receiver, master_id, agent_id);
+  let (destination, receiver) = match route.destination {
+    Destination::Master => ("master", None),
+    Destination::Parent => ("parent", None),
+    Destination::Agent => ("agent", None),
+    Destination::Apps => ("apps", None),
+    Destination::AppPid(id) => ("app", Some(id)),
+    Destination::Nowhere => ("nowhere", None),
+  };
+  Ok(RouteDecision {
+    to: route.egg_to().filter(|&t| t != "?").map(str::to_owned),
+    destination: destination.to_owned(),
+    receiver,
+  })
 }
 
 /// An argument the core refuses (`err.code === 'ERR_INVALID_ARG_VALUE'`).

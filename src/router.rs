@@ -56,6 +56,16 @@ pub struct Route<'a> {
   pub destination: Destination,
 }
 
+impl Route<'_> {
+  /// The `to` a delivered envelope carries: one of egg's names, or `"?"`
+  /// for any other truthy `to` (it routes nowhere and is never spliced in).
+  pub fn egg_to(&self) -> Option<&'static str> {
+    self
+      .to
+      .map(|t| Sender::parse(t).map_or("?", Sender::as_str))
+  }
+}
+
 /// Applies egg's rules: `receiverPid` decides `to` (master pid → master,
 /// agent pid → agent, anything else → app and only that pid); without `to`,
 /// agent → app, app → agent, parent → master; then `to` picks the target.

@@ -34,10 +34,10 @@ describe('test/master_api.test.js', () => {
       .end();
   });
 
-  it('throws a clear error for startMode worker_threads', async () => {
-    await coffee.fork(script, [ JSON.stringify({ baseDir, startMode: 'worker_threads' }) ])
+  it('throws a clear error for sticky with startMode worker_threads', async () => {
+    await coffee.fork(script, [ JSON.stringify({ baseDir, startMode: 'worker_threads', sticky: true }) ])
       .expect('code', 1)
-      .expect('stderr', /StartModeNotSupportedError: \[master\] startMode "worker_threads" is not supported/)
+      .expect('stderr', /StartModeOptionError: \[master\] sticky mode is not available with startMode "worker_threads"/)
       .end();
   });
 });

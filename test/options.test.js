@@ -144,12 +144,30 @@ describe('test/options.test.js', () => {
     });
   });
 
-  it('rejects startMode worker_threads with a clear error', () => {
-    assert.throws(() => parseOptions({ baseDir, startMode: 'worker_threads' }), err => {
-      assert.strictEqual(err.name, 'StartModeNotSupportedError');
-      assert.match(err.message, /startMode "worker_threads" is not supported/);
+  it('accepts startMode worker_threads with its ports', () => {
+    const options = parseOptions({ baseDir, startMode: 'worker_threads', ports: [ 17001, 17002 ] });
+    assert.strictEqual(options.startMode, 'worker_threads');
+    assert.deepStrictEqual(options.ports, [ 17001, 17002 ]);
+    assert.deepStrictEqual(parseOptions({ baseDir, startMode: 'worker_threads' }).ports, []);
+  });
+
+  it('keeps an unknown startMode as given, which starts processes as egg-cluster does', () => {
+    // egg-cluster runs threads only for 'worker_threads'; any other value is process mode
+    assert.strictEqual(parseOptions({ baseDir, startMode: 'fibers' }).startMode, 'fibers');
+    assert.strictEqual(parseOptions({ baseDir, startMode: 'fibers', sticky: true }).sticky, true);
+  });
+
+  it('refuses sticky with startMode worker_threads with a clear error', () => {
+    assert.throws(() => parseOptions({ baseDir, startMode: 'worker_threads', sticky: true }), err => {
+      assert.strictEqual(err.name, 'StartModeOptionError');
+      assert.match(err.message, /sticky mode is not available with startMode "worker_threads"/);
       return true;
     });
+  });
+
+  it('refuses ports that are not an array in worker_threads mode', () => {
+    assert.throws(() => parseOptions({ baseDir, startMode: 'worker_threads', ports: 17001 }),
+      { name: 'StartModeOptionError', message: '[master] options.ports should be an array of ports, got 17001' });
   });
 
   it('marks isDebug when the master runs with --inspect', () => {

@@ -111,9 +111,10 @@ class AppWorkerDeaths {
     // a worker a reload replaced, or a dev reload's, was expected to go
     if (!worker.isDevReload && !worker.retired) {
       // egg-cluster prints cluster.Worker#exitCode here, a property Node never sets; egg 4 the code
+      const code = this.threadMode ? this.dialect.threadDeathCode(data.code) : this.dialect.deathCode(data.code);
       const message = util.format(
         '[master] app_worker#%s:%s died (code: %s, signal: %s, suicide: %s, state: %s), current workers: %j',
-        worker.id, worker.pid, this.dialect.deathCode(data.code), data.signal, worker.exitedAfterDisconnect, worker.state,
+        worker.id, worker.pid, code, data.signal, worker.exitedAfterDisconnect, worker.state,
         this.managedWorkerPids());
       if (this.options.isDebug && data.signal === 'SIGKILL') {
         this.logger.error(message);

@@ -198,7 +198,8 @@ class AppWorkerLifecycle {
 
     if (this.options.sticky) {
       if (String(address.port) !== String(this.options.stickyWorkerPort)) return;
-    } else if (address.addressType !== -1 && String(address.port) !== String(this.realPort)) {
+    } else if (!this.threadMode && address.addressType !== -1 && String(address.port) !== String(this.realPort)) {
+      // (in worker_threads mode each app thread has its own port: any counts)
       return;
     }
     // a worker reports its app port once, however many ways it is told about
@@ -324,4 +325,4 @@ class AppWorkerLifecycle {
   }
 }
 
-module.exports = { AppWorkerLifecycle, getAddress };
+module.exports = { AppWorker, AppWorkerLifecycle, getAddress };

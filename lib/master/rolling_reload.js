@@ -48,6 +48,10 @@ class RollingReload {
     if (this.running) {
       return Promise.reject(reloadError('ERR_RELOAD_IN_PROGRESS', '[master] reload: a reload is already running'));
     }
+    if (master.threadMode) {
+      return Promise.reject(reloadError('ERR_RELOAD_UNAVAILABLE',
+        '[master] reload: not available with startMode "worker_threads" (app workers are threads, each on its own port)'));
+    }
     if (master.closed || !master.isStarted) {
       return Promise.reject(reloadError('ERR_RELOAD_UNAVAILABLE',
         `[master] reload: the cluster is ${master.closed ? 'closing' : 'still starting'}`));

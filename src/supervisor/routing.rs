@@ -48,9 +48,7 @@ impl Shared {
     let route = router::route(from, to.as_deref(), receiver, self.master_pid, agent_pid);
     // Only egg's names are ever written into a delivered envelope.
     router::Route {
-      to: route
-        .to
-        .map(|t| Sender::parse(t).map_or("?", Sender::as_str)),
+      to: route.egg_to(),
       destination: route.destination,
     }
   }
