@@ -58,10 +58,10 @@ const GENERATIONS = [
     name: 'egg 3 (egg-cluster 2 thread mode)',
     mm: () => require('egg-mock'),
     // a framework on egg ^3 (test/fixtures/egg names itself egg 9.9.9, which reads as egg 4)
-    framework: getFilepath('egg3'),
+    framework: getFilepath('egg'),
     baseDir: getFilepath('apps/worker-threads'),
     ports: [ 17721, 17722 ],
-    banner: /\[master\] =================== egg3-framework start =====================/,
+    banner: /\[master\] =================== egg start =====================/,
     // egg-cluster 2 prints worker_threads.Worker#exitCode, which Node never sets
     deathCode: 'undefined',
     // egg-cluster 2 tells the app workers the agent's id only when the agent (re)starts after them
@@ -71,7 +71,7 @@ const GENERATIONS = [
     name: 'egg 4 (@eggjs/cluster 3 thread mode)',
     mm: () => require('@eggjs/mock').mm,
     framework: getFilepath('egg4'),
-    baseDir: getFilepath('apps-egg4/worker-threads'),
+    baseDir: getFilepath('apps/worker-threads'),
     ports: [ 17731, 17732 ],
     banner: /\[master\] =================== egg4-framework start 🥚🥚🥚🥚 =====================/,
     // @eggjs/cluster 3's thread wrapper answers 0
@@ -196,7 +196,7 @@ describe('test/worker_threads.test.js', function() {
 
   it('the Master emits agent-start, realport and app-start from threads, and reload() is unavailable', async () => {
     const script = getFilepath('threads-master.js');
-    const options = { baseDir: getFilepath('apps/worker-threads'), framework: getFilepath('egg3'), startMode: 'worker_threads', ports: [ 17741, 17742 ] };
+    const options = { baseDir: getFilepath('apps/worker-threads'), framework: getFilepath('egg'), startMode: 'worker_threads', ports: [ 17741, 17742 ] };
     const { stdout } = await coffee.fork(script, [ JSON.stringify(options) ])
       .expect('code', 0)
       .expect('stdout', /event agent-start null/)
