@@ -1,6 +1,6 @@
 'use strict';
 
-// npm run bench [-- --quick]
+// npm run bench [-- --quick] [-- --egg4]
 //
 // egg-cluster 2.x and egg-cluster-rs side by side on the same egg 3 app (benchmark/app), in the
 // same run on the same machine, plus a reference run of two plain Node processes talking over
@@ -16,6 +16,9 @@ const { now, sleep, cpuUs, mem, resetPeak, pin, allCpus, median, snapshot } = re
 const report = require('./report');
 
 const quick = process.argv.includes('--quick');
+// --egg4: the same run on egg 4, with @eggjs/cluster 3.x in the egg-cluster column
+const egg4 = process.argv.includes('--egg4');
+if (egg4) process.env.BENCH_EGG = '4';
 const IMPLS = [ 'egg-cluster', 'egg-cluster-rs' ];
 const WORKERS = [ 2, 4 ];
 const KiB = 1024;
@@ -357,8 +360,8 @@ async function main() {
       kernel: os.release(), node: process.version, loadavg: os.loadavg(),
     },
     versions: {
-      eggCluster: require('egg-cluster/package.json').version,
-      egg: require('egg/package.json').version,
+      eggCluster: egg4 ? `@eggjs/cluster ${require('@eggjs/cluster/package.json').version}` : require('egg-cluster/package.json').version,
+      egg: require(egg4 ? 'egg4/package.json' : 'egg/package.json').version,
       eggClusterRs: `${require('../package.json').version} (${sha}${dirty ? `, ${dirty} files of src/ lib/ modified in the work tree` : ''})`,
       addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
       addonSha256: frozen ? frozen.sha256 : null,
@@ -381,10 +384,11 @@ async function main() {
   }
   const { text, markdown, targets } = report.build(results);
   results.targets = targets;
-  const file = path.join(resultsDir, quick ? 'quick.json' : 'latest.json');
+  const suffix = egg4 ? '-egg4' : '';
+  const file = path.join(resultsDir, `${quick ? 'quick' : 'latest'}${suffix}.json`);
   fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
-  fs.writeFileSync(path.join(resultsDir, quick ? 'quick.md' : 'latest.md'), markdown);
-  require('./chart').write(results, path.join(resultsDir, quick ? 'quick.svg' : 'chart.svg'));
+  fs.writeFileSync(path.join(resultsDir, `${quick ? 'quick' : 'latest'}${suffix}.md`), markdown);
+  require('./chart').write(results, path.join(resultsDir, `${quick ? 'quick' : 'chart'}${suffix}.svg`));
   console.log('\n' + text);
   log(`results: ${path.relative(process.cwd(), file)} (${results.durationSec.toFixed(0)} s)`);
 }

@@ -22,7 +22,7 @@
  *   node test/chaos/run.js                  # the long form: 300 kills (npm run test:chaos)
  *   CHAOS_KILLS=20 node test/chaos/run.js   # fewer
  *
- * Environment: CHAOS_KILLS, CHAOS_WORKERS (4), CHAOS_PORT (17532), CHAOS_AGENT_KILL_RATIO
+ * Environment: CHAOS_EGG (3; 4 runs the same app on egg 4), CHAOS_KILLS, CHAOS_WORKERS (4), CHAOS_PORT (17532), CHAOS_AGENT_KILL_RATIO
  * (0.3; the share of kills that take the agent when it may be killed), CHAOS_KILL_LAST=1 (also
  * kill the last started app worker; off by default, see `killLast`), CHAOS_AGENT_GAP (ms
  * between agent kills, 21000: see the health check below), CHAOS_KILL_INTERVAL (ms between
@@ -39,7 +39,12 @@ const { fork } = require('child_process');
 
 const MASTER = path.join(__dirname, 'master.js');
 const APP = path.join(__dirname, 'app');
-const FRAMEWORK = path.join(__dirname, '..', 'fixtures', 'egg');
+// egg 3, or egg 4 (CHAOS_EGG=4 / opts.egg): egg with this repository as its cluster package
+const FRAMEWORKS = {
+  3: path.join(__dirname, '..', 'fixtures', 'egg'),
+  4: path.join(__dirname, '..', 'fixtures', 'egg4'),
+};
+const FRAMEWORK = FRAMEWORKS[3];
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
@@ -166,6 +171,7 @@ async function runChaos(opts = {}) {
     roundMs: Number(opts.roundMs || env.CHAOS_ROUND_MS || 20),
     burst: Number(opts.burst || env.CHAOS_BURST || 5),
     recoverTimeout: Number(opts.recoverTimeout || 90000),
+    egg: Number(opts.egg || env.CHAOS_EGG || 3),
     log: opts.log || (line => console.log(`[chaos] ${line}`)),
   };
   const log = o.log;
@@ -212,9 +218,10 @@ async function runChaos(opts = {}) {
   let masterExit = null;
   let stopRounds = () => {};
 
+  if (!FRAMEWORKS[o.egg]) throw new Error(`CHAOS_EGG must be 3 or 4, got ${o.egg}`);
   const child = fork(MASTER, [ JSON.stringify({
     baseDir: APP,
-    framework: FRAMEWORK,
+    framework: FRAMEWORKS[o.egg],
     workers: o.workers,
     port: o.port,
     env: 'prod',
@@ -233,6 +240,7 @@ async function runChaos(opts = {}) {
   fs.closeSync(out);
   const masterPid = child.pid;
   figures.masterPid = masterPid;
+  figures.egg = o.egg;
 
   const onMessage = msg => {
     if (!msg || typeof msg !== 'object') return;
@@ -583,6 +591,7 @@ function printFigures(f, write = console.log) {
   write('');
   write('egg-cluster-rs chaos figures');
   write('----------------------------');
+  write(`egg                          ${f.egg || 3}`);
   write(`app workers                  ${f.workers}`);
   write(`kills survived               ${f.killsSurvived} (${f.appKills} app workers, ${f.agentKills} agents; planned ${f.killsPlanned})`);
   write(`workers back after storm     ${f.recoveredApps === undefined ? '-' : `${f.recoveredApps} of ${f.workers} app workers, agent`}`);
