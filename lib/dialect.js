@@ -14,6 +14,7 @@
 
 const fs = require('fs');
 const path = require('path');
+const assert = require('assert');
 const { ClusterAgentWorkerError } = require('./errors');
 
 const ROOT = path.join(__dirname, '..');
@@ -54,10 +55,28 @@ function frameworkGeneration(frameworkDir) {
   }
 }
 
+// egg-cluster: key, cert (and ca when given) must be existing files
+function httpsFilesOnly(https) {
+  const { key, cert, ca } = https;
+  assert(key && fs.existsSync(key), 'options.https.key should exists');
+  assert(cert && fs.existsSync(cert), 'options.https.cert should exists');
+  assert(!ca || fs.existsSync(ca), 'options.https.ca should exists');
+}
+
+// @eggjs/cluster: key and cert must be given; a path among them (ca included) must exist
+function httpsFilesOrContents(https) {
+  for (const name of [ 'key', 'cert' ]) {
+    assert(https[name], `options.https.${name} should exists`);
+    if (typeof https[name] === 'string') assert(fs.existsSync(https[name]), `options.https.${name} file should exists`);
+  }
+  if (typeof https.ca === 'string') assert(fs.existsSync(https.ca), 'options.https.ca file should exists');
+}
+
 const EGG3 = {
   generation: 3,
   packageName: 'egg-cluster',
   deprecationPrefix: '[egg-cluster:deprecated]',
+  checkHttps: httpsFilesOnly,
   debugSection: name => `egg-cluster:${name}`,
   banner: name => `[master] =================== ${name} start =====================`,
   debugPortLine: '[master] %s started on %s',
@@ -97,6 +116,7 @@ const EGG4 = {
   generation: 4,
   packageName: '@eggjs/cluster',
   deprecationPrefix: '[@eggjs/cluster:deprecated]',
+  checkHttps: httpsFilesOrContents,
   debugSection: name => `@eggjs/cluster/${name}`,
   banner: name => `[master] =================== ${name} start 🥚🥚🥚🥚 =====================`,
   debugPortLine: '[master] %s started debug port on %s',

@@ -44,6 +44,7 @@ class Master extends EventEmitter {
     super();
     // the framework is checked by the agent as it loads it (startAgentEarly, lib/master/agent.js)
     this.options = parseOptions(options, {
+      entry: internal.entry,
       checkFramework: false,
       onDefaultWorkers: chosen => { this.defaultWorkers = chosen; },
     });

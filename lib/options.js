@@ -11,6 +11,7 @@ const path = require('path');
 const assert = require('assert');
 const { getFrameworkPath, assertFramework } = require('./framework');
 const { defaultWorkerCount } = require('./worker_count');
+const { masterDialect } = require('./dialect');
 
 const DEBUG_ARGV = [ '--debug', '--inspect' ];
 
@@ -24,7 +25,8 @@ class StartModeOptionError extends Error {
 
 /**
  * @param {Object} input - startCluster's options
- * @param {Object} [internal] - `checkFramework: false`: the caller checks the framework itself
+ * @param {Object} [internal] - `entry: 'esm'` from the ESM entry (lib/dialect.js);
+ *   `checkFramework: false`: the caller checks the framework itself
  *   (the Master has its agent do it); `onDefaultWorkers({ count, rule })`: told how the worker
  *   count was chosen when the options give none
  * @return {Object} the parsed options
@@ -81,15 +83,14 @@ function parseOptions(input, internal = {}) {
   if (internal.checkFramework !== false) assertFramework(options.framework);
 
   if (options.https) {
+    // egg-cluster's or @eggjs/cluster's words (lib/dialect.js), now that the framework is known
+    const dialect = masterDialect(options, internal.entry);
     if (typeof options.https === 'boolean') {
       // the 1.x shape: `https: true` with top-level key and cert
-      console.warn('[egg-cluster:deprecated] [master] Please use `https: { key, cert, ca }` instead of `https: true`');
+      console.warn(`${dialect.deprecationPrefix} [master] Please use \`https: { key, cert, ca }\` instead of \`https: true\``);
       options.https = { key: options.key, cert: options.cert };
     }
-    const { key, cert, ca } = options.https;
-    assert(key && fs.existsSync(key), 'options.https.key should exists');
-    assert(cert && fs.existsSync(cert), 'options.https.cert should exists');
-    assert(!ca || fs.existsSync(ca), 'options.https.ca should exists');
+    dialect.checkHttps(options.https);
   }
 
   options.port = parseInt(options.port, 10) || undefined;

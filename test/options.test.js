@@ -135,6 +135,21 @@ describe('test/options.test.js', () => {
       ]);
     });
 
+    it('egg 4: warns with @eggjs/cluster\'s prefix and checks as it does (a missing file, a missing key)', () => {
+      const framework = utils.getFilepath('egg4');
+      const warnings = [];
+      mm(console, 'warn', msg => warnings.push(msg));
+      assert.deepStrictEqual(parseOptions({ baseDir, framework, https: true, key, cert }).https, { key, cert });
+      assert.deepStrictEqual(warnings, [
+        '[@eggjs/cluster:deprecated] [master] Please use `https: { key, cert, ca }` instead of `https: true`',
+      ]);
+      assert.throws(() => parseOptions({ baseDir, framework, https: { cert } }), { message: 'options.https.key should exists' });
+      assert.throws(() => parseOptions({ baseDir, framework, https: { key: '/no/such/key', cert } }),
+        { message: 'options.https.key file should exists' });
+      assert.throws(() => parseOptions({ baseDir, framework, https: { key, cert, ca: '/no/such/ca' } }),
+        { message: 'options.https.ca file should exists' });
+    });
+
     it('throws when key, cert or ca is missing', () => {
       assert.throws(() => parseOptions({ baseDir, https: { cert } }), { message: 'options.https.key should exists' });
       assert.throws(() => parseOptions({ baseDir, https: { key, cert: '/no/such/cert' } }),
