@@ -7,12 +7,10 @@
 
 const fs = require('fs');
 const path = require('path');
-const http = require('http');
-const https = require('https');
 const assert = require('assert');
 const { types } = require('util');
 const { mm } = require('@eggjs/mock');
-const { getFilepath, waitFor, alive } = require('./utils');
+const { getFilepath, waitFor, alive, getJSON } = require('./utils');
 
 const FRAMEWORK = getFilepath('egg4');
 const baseDir = getFilepath('apps-egg4/messenger');
@@ -21,20 +19,7 @@ function cluster(options) {
   return mm.cluster({ baseDir, framework: FRAMEWORK, cache: false, coverage: false, workers: 2, ...options });
 }
 
-// one GET on a new connection: { status, body (JSON) }
-function get(port, urlPath, { secure = false } = {}) {
-  const client = secure ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.get({ host: '127.0.0.1', port, path: urlPath, agent: false, rejectUnauthorized: false, timeout: 10000 }, res => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', chunk => { text += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
+const get = getJSON;
 
 // a GET answered by the worker `pid` (round-robin: asks again until that worker answers)
 async function getFrom(port, pid, urlPath) {

@@ -5,22 +5,12 @@
 // speaks egg 4 and forks the workers in dist/esm/, which load egg's ESM build with import().
 
 const path = require('path');
-const http = require('http');
 const assert = require('assert');
 const { once } = require('events');
 const coffee = require('coffee');
-const { getFilepath, waitFor } = require('./utils');
+const { getFilepath, waitFor, getJSON } = require('./utils');
 
-function get(port) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/', agent: false }, res => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', chunk => { text += chunk; });
-      res.on('end', () => resolve(JSON.parse(text)));
-    }).on('error', reject);
-  });
-}
+const get = async port => (await getJSON(port, '/')).body;
 
 describe('test/egg4_esm.test.js', function() {
   this.timeout(120000);

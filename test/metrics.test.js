@@ -230,8 +230,11 @@ describe('test/metrics.test.js', () => {
       await h.report('sent', agent.pid);
       // 1000 relayed (500 to each app) within the first seconds: the 1 s sampler sees them
       await waitUntil(() => h.pool.metrics().total.relaysPerSecond > 0, 5000, 'a relay rate');
-      const rate = h.pool.metrics().total.relaysPerSecond;
-      assert(rate > 0 && rate <= 1003, `rate ${rate}`);
+      const { relaysPerSecond: rate, messagesOut } = h.pool.metrics().total;
+      // every message queued so far (1000 relays and the control messages) over the span between
+      // two samples, which are 1 s apart give or take the sampler's scheduling (a 1003.7/s was seen
+      // from 1003 messages): never more than all of them over 0.9 s
+      assert(rate > 0 && rate <= messagesOut / 0.9, `rate ${rate}, ${messagesOut} messages queued in all`);
     });
   });
 

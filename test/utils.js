@@ -48,3 +48,30 @@ exports.waitFor = async (check, timeout = 30000) => {
     await exports.sleep(100);
   }
 };
+
+/**
+ * One GET of 127.0.0.1:port on a new connection, its body parsed as JSON.
+ * @param {number} port - the port
+ * @param {string} urlPath - the path
+ * @param {Object} [opts] - `secure: true` for https (any certificate)
+ * @return {Promise<{status, body}>} -
+ */
+exports.getJSON = (port, urlPath, { secure = false } = {}) => {
+  const client = secure ? require('https') : require('http');
+  return new Promise((resolve, reject) => {
+    const req = client.get({ host: '127.0.0.1', port, path: urlPath, agent: false, rejectUnauthorized: false, timeout: 10000 }, res => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', chunk => { text += chunk; });
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode, body: JSON.parse(text) });
+        } catch (err) {
+          reject(new Error(`GET ${urlPath}: ${res.statusCode} ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+};

@@ -4,24 +4,11 @@
 // master, for egg 3 (egg-mock's mm.cluster, egg-cluster 2.4.0's thread mode) and egg 4
 // (@eggjs/mock 6's mm.cluster, @eggjs/cluster 3.0.1's), with real egg apps and real threads.
 
-const http = require('http');
 const assert = require('assert');
 const coffee = require('coffee');
-const { getFilepath, waitFor } = require('./utils');
+const { getFilepath, waitFor, getJSON } = require('./utils');
 
-// one GET on a new connection: { status, body (JSON) }
-function get(port, urlPath) {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 10000 }, res => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', chunk => { text += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
+const get = getJSON;
 
 // GET /received on `port` every 100ms, in the background, until stopped
 function pollReceived(port) {
