@@ -18,7 +18,7 @@ const { verdictOf, STARTUP_FD_ENV } = require('./framework');
 const startupFd = process.env[STARTUP_FD_ENV];
 delete process.env[STARTUP_FD_ENV];
 // egg 3 requires them first, from here; egg 4 imports them from baseDir (importFramework)
-if (dialect.generation === 3) for (const mod of options.require || []) require(mod);
+if (dialect.bootsSynchronously) for (const mod of options.require || []) require(mod);
 
 const debug = require('util').debuglog(dialect.debugSection('agent_worker'));
 const { EggConsoleLogger } = require('egg-logger');
@@ -109,7 +109,7 @@ function boot({ Agent }) {
   });
 }
 
-if (dialect.generation === 3) {
+if (dialect.bootsSynchronously) {
   boot(requireFramework());
 } else {
   importFramework().then(boot);

@@ -17,7 +17,7 @@
 const options = JSON.parse(process.argv[2]);
 const dialect = require('./dialect').workerDialect();
 // egg 3 requires them first, from here; egg 4 imports them from baseDir (main below)
-if (dialect.generation === 3) for (const mod of options.require || []) require(mod);
+if (dialect.bootsSynchronously) for (const mod of options.require || []) require(mod);
 
 const os = require('os');
 const fs = require('fs');
@@ -54,7 +54,7 @@ function readClusterConfig() {
   listenConfig = clusterConfig.listen || {};
   httpsOptions = Object.assign({}, clusterConfig.https, options.https);
   port = options.port = options.port || listenConfig.port;
-  if (dialect.generation >= 4) app.options.port = port;
+  if (dialect.setsAppOptionsPort) app.options.port = port;
   protocol = httpsOptions.key && httpsOptions.cert ? 'https' : 'http';
 
   reusePort = options.reusePort = options.reusePort || listenConfig.reusePort;
@@ -200,7 +200,7 @@ function startServer() {
 
   app.emit('server', server);
 
-  if (options.sticky && (dialect.generation === 3 || options.stickyWorkerPort)) {
+  if (options.sticky && (!dialect.stickyNeedsWorkerPort || options.stickyWorkerPort)) {
     server.listen(options.stickyWorkerPort, '127.0.0.1');
     // the master accepts on the app port and sends us the connections of our clients
     process.on('message', (message, connection) => {
@@ -212,11 +212,7 @@ function startServer() {
     if (listenConfig.path) {
       server.listen(listenConfig.path);
     } else if (typeof port !== 'number') {
-      if (dialect.generation === 3) {
-        consoleLogger.error('[app_worker] port should be number, but got %s(%s)', port, typeof port);
-      } else {
-        consoleLogger.error('[app_worker:%s] port should be number, but got %s(%s)', process.pid, port, typeof port);
-      }
+      consoleLogger.error(`${dialect.appWorkerLabel()} port should be number, but got %s(%s)`, port, typeof port);
       exitProcess();
       return;
     } else if (reusePort) {
@@ -255,7 +251,7 @@ function startServer() {
   });
 }
 
-if (dialect.generation === 3) {
+if (dialect.bootsSynchronously) {
   boot(require(options.framework));
 } else {
   (async () => {

@@ -91,6 +91,17 @@ const EGG3 = {
   threadDeathCode: () => undefined,
   // worker_threads mode: what the master logs on an agent thread's 'error' (the error renamed)
   agentThreadError: (err, agent) => Object.assign(err, { name: 'AgentWorkerError', id: agent.id, pid: agent.pid }),
+  // a failed fork of the agent process: egg-cluster logs the error renamed
+  agentForkError: err => Object.assign(err, { name: 'AgentWorkerError' }),
+  // workers: `require` entries and the framework loaded synchronously with require() as the
+  // script starts (egg 4: imported from baseDir, asynchronously)
+  bootsSynchronously: true,
+  // the app worker writes the port it listens on back into app.options
+  setsAppOptionsPort: false,
+  // sticky mode needs only `sticky` (egg 4: also a stickyWorkerPort)
+  stickyNeedsWorkerPort: false,
+  // how the app worker names itself in its own error lines
+  appWorkerLabel: () => '[app_worker]',
   // the worker tells the master `realport` as soon as the Application exists
   realportAfterReady: false,
   // the master counts a worker started at cluster 'listening'; egg 4's worker sends app-start itself
@@ -128,6 +139,11 @@ const EGG4 = {
   // its thread wrapper's exitCode answers 0, whatever the thread's code
   threadDeathCode: () => 0,
   agentThreadError: (err, agent) => new ClusterAgentWorkerError(agent.id, agent.pid, agent.status, err),
+  agentForkError: (err, agent) => new ClusterAgentWorkerError(agent.id, agent.pid, agent.status, EGG3.agentForkError(err)),
+  bootsSynchronously: false,
+  setsAppOptionsPort: true,
+  stickyNeedsWorkerPort: true,
+  appWorkerLabel: () => `[app_worker:${process.pid}]`,
   realportAfterReady: true,
   workerSendsAppStart: true,
   receiverWorkerIdFirst: true,

@@ -10,7 +10,6 @@ const util = require('util');
 const { assertFramework, judgeFramework, STARTUP_FD_ENV } = require('../framework');
 const { freePort: freePortSync } = require('../../binding');
 const { settleOn } = require('./settle_on');
-const { ClusterAgentWorkerError } = require('../errors');
 
 const AGENT_REFORK_DELAY = 1000;
 // how long the master waits for the agent to load the framework (ts-node and cold disks can
@@ -96,9 +95,8 @@ class AgentLifecycle {
     try {
       this.spawnAgent(this.options, false);
     } catch (err) {
-      err.name = 'AgentWorkerError';
       // egg 4 wraps it: `Got agent worker error: …`
-      this.logger.error(this.dialect.generation >= 4 ? new ClusterAgentWorkerError(this.agentIndex + 1, undefined, 'starting', err) : err);
+      this.logger.error(this.dialect.agentForkError(err, { id: this.agentIndex + 1, pid: undefined, status: 'starting' }));
       if (!this.isStarted) process.exit(1);
       return;
     }
